@@ -1,0 +1,337 @@
+//! `ZastavaPolicy`: the cluster-scoped object every admission and runtime rule is read from.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// DNS-1123 label: what Kubernetes accepts as a namespace name.
+pub const NAMESPACE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A registry host (with its port, if any) and an optional repository path prefix,
+/// e.g. `registry.example.com`, `localhost:5000`, `ghcr.io/acme`.
+pub const REGISTRY_PATTERN: &str =
+    r"^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._/-][a-z0-9]+)*)?$";
+/// An OCI tag.
+pub const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// A sha256 content digest.
+pub const DIGEST_PATTERN: &str = r"^sha256:[a-f0-9]{64}$";
+/// The artifact type `oras attach`/`cosign attach sbom` give a CycloneDX JSON SBOM.
+pub const CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
+
+/// Admission and runtime rules for the namespaces a policy governs.
+///
+/// A policy governs a namespace listed in `namespaces` or matched by `namespaceSelector`; with
+/// neither set it governs every namespace. Zastava's own namespace and `kube-system` are never
+/// governed (the webhook configuration excludes them). Every `Enforce` policy that governs a
+/// namespace must pass for a workload to be admitted there; `Audit` policies only warn.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "zastava.stellaops.io",
+    version = "v1alpha1",
+    kind = "ZastavaPolicy",
+    plural = "zastavapolicies",
+    shortname = "zp",
+    category = "zastava",
+    doc = "Admission and runtime rules for the namespaces a policy governs",
+    status = "ZastavaPolicyStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Keys",
+        type_ = "integer",
+        description = "cosign public keys resolved",
+        json_path = ".status.resolvedKeys"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ZastavaPolicySpec {
+    /// `Enforce` denies what fails; `Audit` admits it with warnings and audit annotations.
+    #[serde(default)]
+    pub mode: PolicyMode,
+    /// Namespaces whose labels match are governed by this policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Namespaces governed by this policy, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 63), pattern(NAMESPACE_PATTERN)))]
+    pub namespaces: Vec<String>,
+    /// Namespaces where a verification that cannot complete (registry or backend down) admits
+    /// the workload with a warning instead of denying it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 63), pattern(NAMESPACE_PATTERN)))]
+    pub fail_open_namespaces: Vec<String>,
+    #[serde(default)]
+    pub images: ImageRules,
+    #[serde(default)]
+    pub verify: Verification,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
+/// Rules on the image reference itself. A registry entry matches the host (with its port, if
+/// any) and optional path prefix of the reference as the container runtime normalizes it:
+/// `busybox` is `docker.io/library/busybox:latest`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRules {
+    /// When set, only images from these registries (or repository prefixes) are admitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253), pattern(REGISTRY_PATTERN)))]
+    pub allowed_registries: Vec<String>,
+    /// Images from these registries (or repository prefixes) are denied; wins over allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253), pattern(REGISTRY_PATTERN)))]
+    pub denied_registries: Vec<String>,
+    /// Tags that are never admitted, e.g. `latest`. An image with no tag counts as `latest`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(TAG_PATTERN)))]
+    pub banned_tags: Vec<String>,
+    /// Every image must be referenced by digest (`repo@sha256:...`).
+    #[serde(default)]
+    pub require_digest: bool,
+    /// When set, an image's `org.opencontainers.image.base.digest` annotation must be one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(DIGEST_PATTERN)))]
+    pub allowed_base_images: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    #[serde(default)]
+    pub signature: SignatureVerification,
+    #[serde(default)]
+    pub sbom_referrer: SbomReferrer,
+    /// Optional external verdict (the Scanner.WebService runtime policy endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendVerdict>,
+}
+
+/// cosign signature verification. With `required`, an image passes when a signature verifies
+/// against any one of `keys` or matches any one of `keyless`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureVerification {
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<CosignKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyless: Vec<KeylessIdentity>,
+}
+
+/// A cosign public key, inline or from a Secret: exactly one of `pem` and `secretRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.pem) != has(self.secretRef)",
+    "message": "exactly one of pem and secretRef must be set"
+}]))]
+pub struct CosignKey {
+    /// A name for the key, used in verdict reasons and status messages.
+    #[schemars(length(min = 1, max = 63), pattern(NAMESPACE_PATTERN))]
+    pub name: String,
+    /// PEM-encoded public key (`-----BEGIN PUBLIC KEY-----`), as `cosign generate-key-pair` writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub pem: Option<String>,
+    /// A Secret in Zastava's namespace holding the PEM-encoded public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in Zastava's own namespace (so the operator's RBAC stays namespaced).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The data key holding the PEM.
+    #[serde(default = "default_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "cosign.pub".to_string()
+}
+
+/// A keyless (Fulcio certificate) signer: each identity and issuer is given exactly or as a
+/// regular expression; at least one of the four is set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.issuer) || has(self.issuerRegExp) || has(self.subject) || has(self.subjectRegExp)",
+    "message": "set at least one of issuer, issuerRegExp, subject, subjectRegExp"
+}]))]
+pub struct KeylessIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_reg_exp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_reg_exp: Option<String>,
+}
+
+/// SBOM referrers: an SBOM attached to the image digest (OCI referrers, the `sha256-<hex>`
+/// fallback tag, or cosign's `.sbom` tag).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SbomReferrer {
+    #[serde(default)]
+    pub required: bool,
+    /// Artifact types accepted as an SBOM.
+    #[serde(default = "default_artifact_types")]
+    #[schemars(inner(length(min = 1, max = 255)))]
+    pub artifact_types: Vec<String>,
+}
+
+impl Default for SbomReferrer {
+    fn default() -> Self {
+        Self {
+            required: false,
+            artifact_types: default_artifact_types(),
+        }
+    }
+}
+
+fn default_artifact_types() -> Vec<String> {
+    vec![CYCLONEDX_JSON.to_string()]
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendVerdict {
+    /// Base URL of the backend; `/api/v1/scanner/policy/runtime` is called below it.
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Deny (outside fail-open namespaces) when the backend cannot answer.
+    #[serde(default)]
+    pub required: bool,
+    /// Admit images the backend rates `warn`.
+    #[serde(default)]
+    pub allow_warn: bool,
+    #[serde(default = "default_backend_timeout")]
+    #[schemars(range(min = 1, max = 30))]
+    pub timeout_seconds: u32,
+}
+
+fn default_backend_timeout() -> u32 {
+    5
+}
+
+/// How long admission verdicts are cached per image digest.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheSettings {
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl_seconds: u32,
+    /// TTL of a verdict that denies; short so a freshly signed image is admitted soon.
+    #[serde(default = "default_negative_ttl")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub negative_ttl_seconds: u32,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_ttl(),
+            negative_ttl_seconds: default_negative_ttl(),
+        }
+    }
+}
+
+fn default_ttl() -> u32 {
+    300
+}
+
+fn default_negative_ttl() -> u32 {
+    30
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSettings {
+    #[serde(default)]
+    pub drift: DriftKinds,
+    /// Listening ports allowed besides the pod's declared `containerPorts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(range(min = 1, max = 65535)))]
+    pub allowed_listening_ports: Vec<u16>,
+    /// Deny admission of image digests a node has reported as drifted.
+    #[serde(default)]
+    pub deny_drifted_images: bool,
+}
+
+/// Which drift kinds the observers report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftKinds {
+    #[serde(default = "yes")]
+    pub process: bool,
+    #[serde(default = "yes")]
+    pub library: bool,
+    #[serde(default = "yes")]
+    pub filesystem: bool,
+    #[serde(default = "yes")]
+    pub network: bool,
+}
+
+impl Default for DriftKinds {
+    fn default() -> Self {
+        Self {
+            process: true,
+            library: true,
+            filesystem: true,
+            network: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ZastavaPolicyStatus {
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (the spec is usable) and `Ready` (the policy is in force), kstatus style;
+    /// `Stalled` while the spec cannot be used.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// How many cosign public keys parsed (inline and from Secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_keys: Option<u32>,
+}

@@ -1,0 +1,175 @@
+//! `RuntimePosture`: what one workload's containers really run, as the observers saw it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The runtime posture of one workload (its owner kind and name). The operator creates one per
+/// workload, owned by it; each node's observer writes its own entry of `status.nodes` with a
+/// field manager of its own, so nodes never overwrite each other.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[kube(
+    group = "zastava.stellaops.io",
+    version = "v1alpha1",
+    kind = "RuntimePosture",
+    plural = "runtimepostures",
+    shortname = "rp",
+    category = "zastava",
+    namespaced,
+    doc = "What one workload's containers really run, as Zastava's node observers saw it",
+    status = "RuntimePostureStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.workload.kind"),
+    printcolumn(name = "Workload", type_ = "string", json_path = ".spec.workload.name"),
+    printcolumn(
+        name = "Containers",
+        type_ = "integer",
+        json_path = ".status.observedContainers"
+    ),
+    printcolumn(name = "Drift", type_ = "integer", json_path = ".status.driftFindings"),
+    printcolumn(
+        name = "Compliant",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Compliant\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimePostureSpec {
+    pub workload: WorkloadRef,
+}
+
+/// The workload a posture describes: the top-most owner of its Pods (a Deployment rather than
+/// its ReplicaSet), or the Pod itself when it has no owner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimePostureStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Drifted` and `Compliant`, kstatus style.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Containers observed across all nodes (summary for the printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_containers: Option<u32>,
+    /// Drift findings across all nodes (summary for the printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_findings: Option<u32>,
+    /// The images the workload runs, with their admission posture.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["reference"]))]
+    pub images: Vec<ImagePosture>,
+    /// One entry per node, written by that node's observer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub nodes: Vec<NodeObservation>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePosture {
+    /// The reference as the pod spec gives it.
+    pub reference: String,
+    /// The resolved `sha256:` digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom_present: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// A policy verdict on one image, as in the admission decision contract.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeObservation {
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ObservedContainer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftFinding>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedContainer {
+    pub pod: String,
+    pub container: String,
+    pub container_id: String,
+    pub image_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftFinding {
+    pub kind: DriftKind,
+    pub pod: String,
+    pub container: String,
+    /// What drifted: a program or library path, or `proto/port` for a listening socket.
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Time>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftKind {
+    Process,
+    Library,
+    Filesystem,
+    Network,
+}
+
+/// One observed signal behind a finding, e.g. `{signal: "procfs.maps", value: "/tmp/x.so"}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Evidence {
+    pub signal: String,
+    pub value: String,
+}

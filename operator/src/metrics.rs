@@ -1,0 +1,85 @@
+//! The operator's Prometheus registry.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Reconciliations by resource kind and result (`accepted`, `rejected`, `error`).
+    pub reconciliations: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    /// Rejected policies by condition reason.
+    pub policy_rejections: IntCounterVec,
+    /// 1 while this replica holds the leader Lease.
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciliations = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_reconciliations_total",
+                "Reconciliations by resource kind and result",
+            ),
+            &["kind", "result"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "zastava_operator_reconcile_duration_seconds",
+                "Time spent in one reconciliation",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let policy_rejections = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_policy_rejections_total",
+                "ZastavaPolicy reconciliations that found the policy unusable, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let leader = IntGauge::new(
+            "zastava_operator_leader",
+            "1 while this replica holds the leader Lease",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(policy_rejections.clone()),
+            Box::new(leader.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            reconciliations,
+            reconcile_duration,
+            policy_rejections,
+            leader,
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("text encoding into a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,564 @@
+//! What the CRD schema cannot check about a `ZastavaPolicy`, as a pure function of the spec and
+//! the Secrets it references.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use regex::Regex;
+use zastava_crds::image::RegistryPattern;
+use zastava_crds::keys::parse_public_key;
+use zastava_crds::policy::{CosignKey, KeylessIdentity, ZastavaPolicySpec};
+
+/// The data of a Secret the policy references, or `None` when it does not exist.
+pub type SecretData = Option<BTreeMap<String, Vec<u8>>>;
+
+/// Why a policy cannot be used; the `PascalCase` name is the condition reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    InvalidKey,
+    SecretNotFound,
+    SecretKeyNotFound,
+    InvalidPattern,
+    InvalidRegistry,
+    InvalidSelector,
+    InvalidSpec,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidKey => "InvalidKey",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretKeyNotFound => "SecretKeyNotFound",
+            Reason::InvalidPattern => "InvalidPattern",
+            Reason::InvalidRegistry => "InvalidRegistry",
+            Reason::InvalidSelector => "InvalidSelector",
+            Reason::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
+/// One thing wrong with a policy, naming the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The outcome of checking a policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assessment {
+    pub problems: Vec<Problem>,
+    /// Public keys that parsed, inline and from Secrets.
+    pub resolved_keys: u32,
+}
+
+impl Assessment {
+    pub fn accepted(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, field: impl Into<String>, reason: Reason, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            reason,
+            message: message.into(),
+        });
+    }
+}
+
+/// The names of the Secrets (in Zastava's namespace) the policy's keys are read from.
+pub fn referenced_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
+    spec.verify
+        .signature
+        .keys
+        .iter()
+        .filter_map(|k| k.secret_ref.as_ref().map(|r| r.name.clone()))
+        .collect()
+}
+
+/// Checks everything the schema cannot: keys parse, patterns compile, referenced Secrets and
+/// their keys exist, and the settings agree with each other. `secrets` holds the lookup result
+/// of every name `referenced_secrets` returned.
+pub fn assess(spec: &ZastavaPolicySpec, secrets: &BTreeMap<String, SecretData>) -> Assessment {
+    let mut out = Assessment::default();
+    if let Some(selector) = &spec.namespace_selector {
+        check_selector(&mut out, "spec.namespaceSelector", selector);
+    }
+    check_registries(&mut out, spec);
+    check_keys(&mut out, &spec.verify.signature.keys, secrets);
+    for (i, identity) in spec.verify.signature.keyless.iter().enumerate() {
+        check_keyless(
+            &mut out,
+            &format!("spec.verify.signature.keyless[{i}]"),
+            identity,
+        );
+    }
+    let signature = &spec.verify.signature;
+    if signature.required && signature.keys.is_empty() && signature.keyless.is_empty() {
+        out.problem(
+            "spec.verify.signature",
+            Reason::InvalidSpec,
+            "required is true but neither keys nor keyless identities are given, so nothing could ever verify",
+        );
+    }
+    let sbom = &spec.verify.sbom_referrer;
+    if sbom.required && sbom.artifact_types.is_empty() {
+        out.problem(
+            "spec.verify.sbomReferrer.artifactTypes",
+            Reason::InvalidSpec,
+            "required is true but no artifact type is accepted",
+        );
+    }
+    for (i, media_type) in sbom.artifact_types.iter().enumerate() {
+        if !is_media_type(media_type) {
+            out.problem(
+                format!("spec.verify.sbomReferrer.artifactTypes[{i}]"),
+                Reason::InvalidSpec,
+                format!("`{media_type}` is not a media type (type/subtype)"),
+            );
+        }
+    }
+    if spec.cache.negative_ttl_seconds > spec.cache.ttl_seconds {
+        out.problem(
+            "spec.cache.negativeTtlSeconds",
+            Reason::InvalidSpec,
+            format!(
+                "{} exceeds ttlSeconds {}: a deny must not be cached longer than an allow",
+                spec.cache.negative_ttl_seconds, spec.cache.ttl_seconds
+            ),
+        );
+    }
+    out
+}
+
+fn check_selector(out: &mut Assessment, field: &str, selector: &LabelSelector) {
+    for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
+        let field = format!("{field}.matchExpressions[{i}]");
+        let values = expr.values.as_deref().unwrap_or_default();
+        match expr.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => out.problem(
+                field,
+                Reason::InvalidSelector,
+                format!("operator {} needs at least one value", expr.operator),
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => out.problem(
+                field,
+                Reason::InvalidSelector,
+                format!("operator {} takes no values", expr.operator),
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => out.problem(
+                field,
+                Reason::InvalidSelector,
+                format!("unknown operator `{other}` (In, NotIn, Exists, DoesNotExist)"),
+            ),
+        }
+    }
+}
+
+fn check_registries(out: &mut Assessment, spec: &ZastavaPolicySpec) {
+    let lists = [
+        ("allowedRegistries", &spec.images.allowed_registries),
+        ("deniedRegistries", &spec.images.denied_registries),
+    ];
+    for (name, entries) in lists {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Err(e) = RegistryPattern::parse(entry) {
+                out.problem(
+                    format!("spec.images.{name}[{i}]"),
+                    Reason::InvalidRegistry,
+                    format!("`{entry}`: {e}"),
+                );
+            }
+        }
+    }
+    for (i, entry) in spec.images.denied_registries.iter().enumerate() {
+        if spec.images.allowed_registries.contains(entry) {
+            out.problem(
+                format!("spec.images.deniedRegistries[{i}]"),
+                Reason::InvalidRegistry,
+                format!("`{entry}` is listed as both allowed and denied"),
+            );
+        }
+    }
+}
+
+fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<String, SecretData>) {
+    let mut names = BTreeSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let field = format!("spec.verify.signature.keys[{i}]");
+        if !names.insert(key.name.as_str()) {
+            out.problem(
+                format!("{field}.name"),
+                Reason::InvalidSpec,
+                format!("duplicate key name `{}`", key.name),
+            );
+        }
+        match (&key.pem, &key.secret_ref) {
+            (Some(pem), None) => match parse_public_key(pem) {
+                Ok(_) => out.resolved_keys += 1,
+                Err(e) => out.problem(format!("{field}.pem"), Reason::InvalidKey, e.to_string()),
+            },
+            (None, Some(secret_ref)) => {
+                let field = format!("{field}.secretRef");
+                let Some(Some(data)) = secrets.get(&secret_ref.name) else {
+                    out.problem(
+                        field,
+                        Reason::SecretNotFound,
+                        format!("Secret `{}` not found", secret_ref.name),
+                    );
+                    continue;
+                };
+                let Some(bytes) = data.get(&secret_ref.key) else {
+                    out.problem(
+                        field,
+                        Reason::SecretKeyNotFound,
+                        format!(
+                            "Secret `{}` has no key `{}`",
+                            secret_ref.name, secret_ref.key
+                        ),
+                    );
+                    continue;
+                };
+                match std::str::from_utf8(bytes)
+                    .map_err(|_| "not UTF-8 text".to_string())
+                    .and_then(|text| parse_public_key(text).map_err(|e| e.to_string()))
+                {
+                    Ok(_) => out.resolved_keys += 1,
+                    Err(e) => out.problem(
+                        field,
+                        Reason::InvalidKey,
+                        format!("Secret `{}` key `{}`: {e}", secret_ref.name, secret_ref.key),
+                    ),
+                }
+            }
+            _ => out.problem(
+                field,
+                Reason::InvalidSpec,
+                "set exactly one of pem and secretRef",
+            ),
+        }
+    }
+}
+
+fn check_keyless(out: &mut Assessment, field: &str, identity: &KeylessIdentity) {
+    let fields = [
+        ("issuer", &identity.issuer, false),
+        ("issuerRegExp", &identity.issuer_reg_exp, true),
+        ("subject", &identity.subject, false),
+        ("subjectRegExp", &identity.subject_reg_exp, true),
+    ];
+    if fields.iter().all(|(_, value, _)| value.is_none()) {
+        out.problem(
+            field,
+            Reason::InvalidSpec,
+            "set at least one of issuer, issuerRegExp, subject, subjectRegExp",
+        );
+    }
+    for (name, value, is_pattern) in fields {
+        if let (Some(pattern), true) = (value, is_pattern) {
+            if let Err(e) = Regex::new(pattern) {
+                out.problem(
+                    format!("{field}.{name}"),
+                    Reason::InvalidPattern,
+                    // The regex error spans lines; keep the condition message on one.
+                    e.to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+        }
+    }
+}
+
+fn is_media_type(value: &str) -> bool {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    matches!(value.split_once('/'), Some((kind, subtype)) if valid(kind) && valid(subtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use zastava_crds::policy::SecretKeyRef;
+
+    const PUB: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdfx0Gr7yAA7tY07E/1zlkDuAm+jk
+fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
+-----END PUBLIC KEY-----
+";
+
+    fn inline_key(name: &str, pem: &str) -> CosignKey {
+        CosignKey {
+            name: name.into(),
+            pem: Some(pem.into()),
+            secret_ref: None,
+        }
+    }
+
+    fn secret_key(name: &str, secret: &str) -> CosignKey {
+        CosignKey {
+            name: name.into(),
+            pem: None,
+            secret_ref: Some(SecretKeyRef {
+                name: secret.into(),
+                key: "cosign.pub".into(),
+            }),
+        }
+    }
+
+    fn fields(a: &Assessment) -> Vec<(&str, Reason)> {
+        a.problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.reason))
+            .collect()
+    }
+
+    #[test]
+    fn empty_policy_is_accepted() {
+        let a = assess(&ZastavaPolicySpec::default(), &BTreeMap::new());
+        assert!(a.accepted(), "{a:?}");
+        assert_eq!(a.resolved_keys, 0);
+    }
+
+    #[test]
+    fn valid_inline_key_resolves() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.required = true;
+        spec.verify.signature.keys = vec![inline_key("release", PUB)];
+        let a = assess(&spec, &BTreeMap::new());
+        assert!(a.accepted(), "{a:?}");
+        assert_eq!(a.resolved_keys, 1);
+    }
+
+    #[test]
+    fn malformed_pem_names_the_field() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.keys = vec![
+            inline_key("good", PUB),
+            inline_key(
+                "bad",
+                "-----BEGIN PUBLIC KEY-----\nZm9v\n-----END PUBLIC KEY-----\n",
+            ),
+        ];
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![("spec.verify.signature.keys[1].pem", Reason::InvalidKey)]
+        );
+        assert_eq!(a.resolved_keys, 1);
+        assert!(a.problems[0]
+            .to_string()
+            .starts_with("spec.verify.signature.keys[1].pem: "));
+    }
+
+    #[test]
+    fn secret_keys_are_resolved_or_reported() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.keys = vec![
+            secret_key("present", "keys"),
+            secret_key("absent", "nowhere"),
+            secret_key("wrong-key", "other"),
+            secret_key("garbage", "junk"),
+        ];
+        let secrets = BTreeMap::from([
+            (
+                "keys".to_string(),
+                Some(BTreeMap::from([(
+                    "cosign.pub".to_string(),
+                    PUB.as_bytes().to_vec(),
+                )])),
+            ),
+            ("nowhere".to_string(), None),
+            (
+                "other".to_string(),
+                Some(BTreeMap::from([(
+                    "tls.crt".to_string(),
+                    PUB.as_bytes().to_vec(),
+                )])),
+            ),
+            (
+                "junk".to_string(),
+                Some(BTreeMap::from([(
+                    "cosign.pub".to_string(),
+                    vec![0xff, 0xfe],
+                )])),
+            ),
+        ]);
+        let a = assess(&spec, &secrets);
+        assert_eq!(a.resolved_keys, 1);
+        assert_eq!(
+            fields(&a),
+            vec![
+                (
+                    "spec.verify.signature.keys[1].secretRef",
+                    Reason::SecretNotFound
+                ),
+                (
+                    "spec.verify.signature.keys[2].secretRef",
+                    Reason::SecretKeyNotFound
+                ),
+                (
+                    "spec.verify.signature.keys[3].secretRef",
+                    Reason::InvalidKey
+                ),
+            ]
+        );
+        assert_eq!(
+            referenced_secrets(&spec).into_iter().collect::<Vec<_>>(),
+            vec!["junk", "keys", "nowhere", "other"]
+        );
+    }
+
+    #[test]
+    fn key_needs_exactly_one_source_and_a_unique_name() {
+        let mut spec = ZastavaPolicySpec::default();
+        let mut both = inline_key("k", PUB);
+        both.secret_ref = secret_key("k2", "s").secret_ref;
+        let neither = CosignKey {
+            name: "k".into(),
+            pem: None,
+            secret_ref: None,
+        };
+        spec.verify.signature.keys = vec![both, neither];
+        let secrets = BTreeMap::from([("s".to_string(), None)]);
+        let a = assess(&spec, &secrets);
+        assert_eq!(
+            fields(&a),
+            vec![
+                ("spec.verify.signature.keys[0]", Reason::InvalidSpec),
+                ("spec.verify.signature.keys[1].name", Reason::InvalidSpec),
+                ("spec.verify.signature.keys[1]", Reason::InvalidSpec),
+            ]
+        );
+    }
+
+    #[test]
+    fn keyless_patterns_must_compile_and_something_must_be_set() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.keyless = vec![
+            KeylessIdentity {
+                issuer: Some("https://token.actions.githubusercontent.com".into()),
+                subject_reg_exp: Some("^https://github.com/acme/.*$".into()),
+                ..Default::default()
+            },
+            KeylessIdentity {
+                subject_reg_exp: Some("([unclosed".into()),
+                ..Default::default()
+            },
+            KeylessIdentity::default(),
+        ];
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![
+                (
+                    "spec.verify.signature.keyless[1].subjectRegExp",
+                    Reason::InvalidPattern
+                ),
+                ("spec.verify.signature.keyless[2]", Reason::InvalidSpec),
+            ]
+        );
+        assert!(!a.problems[0].message.contains('\n'));
+    }
+
+    #[test]
+    fn required_signature_without_any_verifier_is_rejected() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.required = true;
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![("spec.verify.signature", Reason::InvalidSpec)]
+        );
+    }
+
+    #[test]
+    fn registries_are_parsed_and_must_not_be_both_allowed_and_denied() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.images.allowed_registries = vec!["localhost:5000".into(), "ghcr.io/Acme".into()];
+        spec.images.denied_registries = vec!["localhost:5000".into()];
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![
+                ("spec.images.allowedRegistries[1]", Reason::InvalidRegistry),
+                ("spec.images.deniedRegistries[0]", Reason::InvalidRegistry),
+            ]
+        );
+    }
+
+    #[test]
+    fn selector_operators_and_values_are_checked() {
+        let req = |op: &str, values: Option<Vec<&str>>| LabelSelectorRequirement {
+            key: "team".into(),
+            operator: op.into(),
+            values: values.map(|v| v.into_iter().map(String::from).collect()),
+        };
+        let spec = ZastavaPolicySpec {
+            namespace_selector: Some(LabelSelector {
+                match_expressions: Some(vec![
+                    req("In", Some(vec!["a"])),
+                    req("In", None),
+                    req("Exists", Some(vec!["x"])),
+                    req("Near", None),
+                ]),
+                match_labels: None,
+            }),
+            ..Default::default()
+        };
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![
+                (
+                    "spec.namespaceSelector.matchExpressions[1]",
+                    Reason::InvalidSelector
+                ),
+                (
+                    "spec.namespaceSelector.matchExpressions[2]",
+                    Reason::InvalidSelector
+                ),
+                (
+                    "spec.namespaceSelector.matchExpressions[3]",
+                    Reason::InvalidSelector
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn sbom_types_and_cache_ttls_are_consistent() {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.sbom_referrer.required = true;
+        spec.verify.sbom_referrer.artifact_types = vec!["cyclonedx".into()];
+        spec.cache.ttl_seconds = 10;
+        spec.cache.negative_ttl_seconds = 60;
+        let a = assess(&spec, &BTreeMap::new());
+        assert_eq!(
+            fields(&a),
+            vec![
+                (
+                    "spec.verify.sbomReferrer.artifactTypes[0]",
+                    Reason::InvalidSpec
+                ),
+                ("spec.cache.negativeTtlSeconds", Reason::InvalidSpec),
+            ]
+        );
+    }
+}
