@@ -16,7 +16,8 @@ help:
 demo:
 	bash $(E2E)/demo.sh
 
-demo-down: cluster-down
+demo-down:
+	bash $(E2E)/demo.sh down
 
 test: lint unit e2e
 

@@ -23,8 +23,6 @@ pub use metrics::Metrics;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "zastava-operator";
-/// The Lease replicas compete for.
-pub const LEASE_NAME: &str = "zastava-operator";
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "zastava-operator", version, about)]
@@ -38,6 +36,9 @@ pub struct Config {
     /// This replica's identity in the leader Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
+    /// The Lease (in `namespace`) the replicas of one operator compete for.
+    #[arg(long, env = "ZASTAVA_LEASE_NAME", default_value = "zastava-operator")]
+    pub lease_name: String,
     /// Seconds a leader's Lease stays valid without renewal.
     #[arg(long, env = "ZASTAVA_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(5..=300))]
     pub lease_duration_seconds: u64,
@@ -84,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
 
     let lease = loop {
-        let built = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        let built = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
             .with_namespace(&config.namespace)
             .with_identity(&config.identity)
             .with_duration(config.lease_duration_seconds)

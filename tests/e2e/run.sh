@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The end-to-end tests against the real local cluster: brings the cluster up unless it already
+# runs, installs the CRDs, runs the operator, runs `cargo test -p zastava-e2e`, and tears down
+# what it started even when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=cluster/lib.sh
+. tests/e2e/cluster/lib.sh
+
+cluster_was_up=0
+# shellcheck disable=SC1090
+if [[ -s $ENV_FILE ]] && (. "$ENV_FILE" && kubectl get --raw /readyz) >/dev/null 2>&1; then
+  cluster_was_up=1
+fi
+
+bash tests/e2e/cluster/up.sh
+# shellcheck disable=SC1090
+. "$ENV_FILE"
+# shellcheck source=zastava.sh
+. tests/e2e/zastava.sh
+
+cleanup() {
+  local rc=$?
+  zastava_stop_operator || true
+  if ((rc != 0)); then
+    log "e2e failed (exit $rc); last lines of the operator log:"
+    tail -n 60 "$ZASTAVA_OPERATOR_LOG" >&2 || true
+  fi
+  if ((cluster_was_up == 0)); then
+    bash tests/e2e/cluster/down.sh || true
+  else
+    log "leaving the cluster up: it was up before the tests"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+zastava_build
+zastava_install_crds
+zastava_start_operator
+
+export ZASTAVA_OPERATOR_URL=http://$ZASTAVA_OPERATOR_ADDR
+export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
+export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
+# Test binaries run one after another; the tests inside one share the cluster in parallel,
+# each in namespaces and objects of its own.
+cargo test -p zastava-e2e --locked -- --test-threads=4
