@@ -8,6 +8,8 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod conditions;
+pub mod contracts;
+pub mod governs;
 pub mod image;
 pub mod keys;
 pub mod policy;

@@ -17,7 +17,7 @@ async fn operator_survives_an_apiserver_restart() {
     apply_policy(&client, &before, json!({"mode": "Audit"})).await;
     wait_ready(&client, &before, "True").await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster/restart-apiserver.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/restart-apiserver.sh");
     let status = Command::new("bash")
         .arg(script)
         .status()

@@ -1,0 +1,210 @@
+//! `zastava-webhook check`: evaluate ZastavaPolicy documents against a manifest without a
+//! cluster, as people do in CI before they apply a policy.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use zastava_crds::ZastavaPolicy;
+
+use crate::evaluate::{evaluate, governing, Evaluation, Governing, ImageFacts};
+use crate::workload::Workload;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{file}: {error}")]
+    Yaml { file: String, error: String },
+    #[error("{file}: document {index} is a ZastavaPolicy that does not match the CRD: {error}")]
+    Policy {
+        file: String,
+        index: usize,
+        error: String,
+    },
+    #[error("{0}: no ZastavaPolicy documents")]
+    NoPolicies(String),
+    #[error("{file}: {error}")]
+    Object { file: String, error: String },
+    #[error(
+        "these gates need live registry lookups, which this build cannot make yet: {0}; \
+         pass --offline to evaluate every other gate and list these as not checked"
+    )]
+    NeedsRegistry(String),
+}
+
+/// Every ZastavaPolicy in a multi-document YAML (other kinds, e.g. Secrets, are skipped).
+pub fn load_policies(file: &str, text: &str) -> Result<Vec<ZastavaPolicy>, CheckError> {
+    let mut policies = Vec::new();
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(doc).map_err(|e| CheckError::Yaml {
+            file: file.to_string(),
+            error: e.to_string(),
+        })?;
+        if value["kind"] != "ZastavaPolicy" {
+            continue;
+        }
+        let policy = serde_json::from_value(value).map_err(|e| CheckError::Policy {
+            file: file.to_string(),
+            index: index + 1,
+            error: e.to_string(),
+        })?;
+        policies.push(policy);
+    }
+    if policies.is_empty() {
+        return Err(CheckError::NoPolicies(file.to_string()));
+    }
+    Ok(policies)
+}
+
+/// The object to decide on: a Pod, a workload, or an AdmissionReview carrying one.
+#[derive(Debug)]
+pub struct Subject {
+    pub workload: Workload,
+    pub admission_id: String,
+    pub namespace: Option<String>,
+}
+
+pub fn load_subject(file: &str, text: &str) -> Result<Subject, CheckError> {
+    let object_error = |error: String| CheckError::Object {
+        file: file.to_string(),
+        error,
+    };
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| object_error(e.to_string()))?;
+    let (object, admission_id, namespace) = if value["kind"] == "AdmissionReview" {
+        let request = value
+            .get("request")
+            .ok_or_else(|| object_error("AdmissionReview has no request".to_string()))?;
+        let object = request
+            .get("object")
+            .ok_or_else(|| object_error("AdmissionReview request has no object".to_string()))?;
+        (
+            object.clone(),
+            request["uid"].as_str().unwrap_or("check").to_string(),
+            request["namespace"].as_str().map(String::from),
+        )
+    } else {
+        (value, "check".to_string(), None)
+    };
+    let workload = Workload::from_object(&object).map_err(|e| object_error(e.to_string()))?;
+    let namespace = namespace.or_else(|| workload.namespace.clone());
+    Ok(Subject {
+        workload,
+        admission_id,
+        namespace,
+    })
+}
+
+/// Evaluates `subject` in `namespace` (with `labels`) under `policies`; without `offline`,
+/// refuses when a governing policy has a gate that needs the registry.
+pub fn check(
+    policies: &[ZastavaPolicy],
+    subject: &Subject,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    zastava_namespace: &str,
+    offline: bool,
+) -> Result<Evaluation, CheckError> {
+    let all: Vec<Governing<'_>> = policies
+        .iter()
+        .map(|p| Governing {
+            name: p.metadata.name.as_deref().unwrap_or("unnamed"),
+            spec: &p.spec,
+        })
+        .collect();
+    let applying = governing(&all, namespace, labels, zastava_namespace);
+    let evaluation = evaluate(
+        &subject.admission_id,
+        namespace,
+        &subject.workload,
+        &applying,
+        &|_| ImageFacts::not_checked(),
+    );
+    if !offline && !evaluation.not_checked.is_empty() {
+        return Err(CheckError::NeedsRegistry(evaluation.not_checked.join(", ")));
+    }
+    Ok(evaluation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zastava_crds::contracts::Decision;
+
+    const POLICIES: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: ignored}
+---
+apiVersion: zastava.stellaops.io/v1alpha1
+kind: ZastavaPolicy
+metadata: {name: no-latest}
+spec:
+  images: {bannedTags: [latest]}
+---
+apiVersion: zastava.stellaops.io/v1alpha1
+kind: ZastavaPolicy
+metadata: {name: sbom}
+spec:
+  namespaces: [payments]
+  verify: {sbomReferrer: {required: true}}
+"#;
+
+    const REVIEW: &str = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+      "request": {"uid": "abc-123", "namespace": "payments",
+        "object": {"kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"containers": [{"name": "a", "image": "busybox"}]}}}}"#;
+
+    #[test]
+    fn admission_review_is_decided_with_its_uid_and_namespace() {
+        let policies = load_policies("p.yaml", POLICIES).unwrap();
+        assert_eq!(policies.len(), 2);
+        let subject = load_subject("r.json", REVIEW).unwrap();
+        assert_eq!(subject.admission_id, "abc-123");
+        let ns = subject.namespace.clone().unwrap();
+        let e = check(
+            &policies,
+            &subject,
+            &ns,
+            &BTreeMap::new(),
+            "zastava-system",
+            true,
+        )
+        .unwrap();
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(e.decision.admission_id, "abc-123");
+        assert_eq!(e.not_checked, ["busybox: sbomReferrer"]);
+    }
+
+    #[test]
+    fn without_offline_registry_gates_are_refused_not_silently_skipped() {
+        let policies = load_policies("p.yaml", POLICIES).unwrap();
+        let subject = load_subject("r.json", REVIEW).unwrap();
+        let err = check(
+            &policies,
+            &subject,
+            "payments",
+            &BTreeMap::new(),
+            "z",
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("busybox: sbomReferrer"), "{err}");
+        // Outside `payments` only registry-free gates apply, so no lookup is needed.
+        let e = check(&policies, &subject, "other", &BTreeMap::new(), "z", false).unwrap();
+        assert_eq!(e.decision.decision, Decision::Deny);
+    }
+
+    #[test]
+    fn unusable_input_is_named() {
+        assert!(matches!(
+            load_policies("p.yaml", "kind: Secret\n"),
+            Err(CheckError::NoPolicies(_))
+        ));
+        let bad = "kind: ZastavaPolicy\nmetadata: {name: x}\nspec: {mode: Sometimes}\n";
+        let err = load_policies("p.yaml", bad).unwrap_err();
+        assert!(err.to_string().contains("document 1"), "{err}");
+        assert!(load_policies("p.yaml", "a: [unclosed").is_err());
+        let err = load_subject("o.yaml", "kind: Service\n").unwrap_err();
+        assert!(err.to_string().contains("Service"), "{err}");
+        assert!(load_subject("o.json", r#"{"kind": "AdmissionReview"}"#).is_err());
+    }
+}

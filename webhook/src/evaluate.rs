@@ -1,0 +1,583 @@
+//! The admission decision as a pure function of the governing policies, the workload and what
+//! is known about each image.
+//!
+//! Policies combine this way: every `Enforce` policy that governs the namespace must pass for
+//! the workload to be admitted; an `Audit` policy's failures become warnings. A gate that could
+//! not be answered (registry or backend down) denies, except in a policy's
+//! `failOpenNamespaces`, where it admits with a warning and the fail-open audit annotation.
+
+use std::collections::BTreeMap;
+
+use zastava_crds::contracts::{
+    canonical_digest, AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
+};
+use zastava_crds::image::{ImageReference, RegistryPattern};
+use zastava_crds::policy::{CacheSettings, PolicyMode, ZastavaPolicySpec};
+use zastava_crds::posture::Verdict;
+
+use crate::workload::Workload;
+
+/// The answer to one registry or backend question about an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check<T> {
+    Known(T),
+    /// The registry or backend could not answer (timeout, 5xx, 429, unreachable).
+    Unavailable(String),
+    /// Not asked: `--offline`, or no lookup wired for this gate.
+    NotChecked,
+}
+
+/// What the registry (and backend) said about one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// The `sha256:` digest the reference resolves to.
+    pub digest: Check<String>,
+    /// Whether a cosign signature verifies against the policy's keys.
+    pub signed: Check<bool>,
+    /// Whether an SBOM of an accepted artifact type is attached.
+    pub sbom: Check<bool>,
+    /// The `org.opencontainers.image.base.digest` annotation, if any.
+    pub base_digest: Check<Option<String>>,
+}
+
+impl ImageFacts {
+    pub fn not_checked() -> Self {
+        Self {
+            digest: Check::NotChecked,
+            signed: Check::NotChecked,
+            sbom: Check::NotChecked,
+            base_digest: Check::NotChecked,
+        }
+    }
+}
+
+/// A policy as the evaluation sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Governing<'a> {
+    pub name: &'a str,
+    pub spec: &'a ZastavaPolicySpec,
+}
+
+/// The decision plus what goes into the AdmissionReview response besides it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub decision: AdmissionDecision,
+    /// Shown to the user by kubectl (Audit findings, fail-open admissions, unchecked gates).
+    pub warnings: Vec<String>,
+    /// A verification could not complete and a fail-open namespace admitted anyway.
+    pub fail_open: bool,
+    /// Gates that were not checked, as `image: gate`.
+    pub not_checked: Vec<String>,
+}
+
+/// What one gate concluded about one image under one policy.
+enum Finding {
+    Violation(String),
+    Unverifiable(String),
+    NotChecked(&'static str),
+}
+
+/// Decides on `workload` in `namespace` under `policies`, the policies that govern the
+/// namespace (see [`governing`]). `facts` answers the registry questions for one image
+/// reference.
+pub fn evaluate(
+    admission_id: &str,
+    namespace: &str,
+    workload: &Workload,
+    policies: &[Governing<'_>],
+    facts: &dyn Fn(&str) -> ImageFacts,
+) -> Evaluation {
+    let mut warnings = Vec::new();
+    let mut not_checked = Vec::new();
+    let mut fail_open = false;
+    let mut denied = false;
+    let mut images: BTreeMap<String, ImageDecision> = BTreeMap::new();
+
+    for container in workload.images() {
+        if images.contains_key(&container.image) {
+            continue;
+        }
+        let parsed = ImageReference::parse(&container.image);
+        let image_facts = facts(&container.image);
+        let mut entry = ImageDecision {
+            name: container.image.clone(),
+            resolved: match (&parsed, &image_facts.digest) {
+                (Ok(r), Check::Known(d)) => Some(format!("{}/{}@{d}", r.registry, r.repository)),
+                (Ok(r), _) => r
+                    .digest
+                    .as_ref()
+                    .map(|d| format!("{}/{}@{d}", r.registry, r.repository)),
+                _ => None,
+            },
+            signed: known(&image_facts.signed),
+            has_sbom_referrers: known(&image_facts.sbom),
+            policy_verdict: Verdict::Pass,
+            reasons: Vec::new(),
+        };
+        for policy in policies {
+            let findings = match &parsed {
+                Ok(reference) => gates(policy.spec, reference, &image_facts),
+                Err(e) => vec![Finding::Violation(format!("invalid image reference: {e}"))],
+            };
+            for finding in findings {
+                let enforce = policy.spec.mode == PolicyMode::Enforce;
+                match finding {
+                    Finding::Violation(reason) if enforce => {
+                        entry.reasons.push(format!("{}: {reason}", policy.name));
+                        entry.policy_verdict = Verdict::Fail;
+                        denied = true;
+                    }
+                    Finding::Violation(reason) => {
+                        let text = format!("{}: {reason} (Audit: admitted)", policy.name);
+                        warnings.push(format!("{}: {text}", container.image));
+                        entry.reasons.push(text);
+                        worsen(&mut entry.policy_verdict, Verdict::Warn);
+                    }
+                    Finding::Unverifiable(reason)
+                        if enforce && !policy.spec.fails_open(namespace) =>
+                    {
+                        entry
+                            .reasons
+                            .push(format!("{}: verification failed: {reason}", policy.name));
+                        entry.policy_verdict = Verdict::Fail;
+                        denied = true;
+                    }
+                    Finding::Unverifiable(reason) => {
+                        let text = format!(
+                            "{}: verification failed: {reason} (fail-open namespace: admitted)",
+                            policy.name
+                        );
+                        fail_open = true;
+                        warnings.push(format!("{}: {text}", container.image));
+                        entry.reasons.push(text);
+                        worsen(&mut entry.policy_verdict, Verdict::Warn);
+                    }
+                    Finding::NotChecked(gate) => {
+                        let item = format!("{}: {gate}", container.image);
+                        if !not_checked.contains(&item) {
+                            not_checked.push(item);
+                        }
+                        worsen(&mut entry.policy_verdict, Verdict::Warn);
+                    }
+                }
+            }
+        }
+        images.insert(container.image.clone(), entry);
+    }
+
+    let caches: Vec<&CacheSettings> = policies.iter().map(|p| &p.spec.cache).collect();
+    let defaults = CacheSettings::default();
+    let ttl_seconds = if denied {
+        caches
+            .iter()
+            .map(|c| c.negative_ttl_seconds)
+            .min()
+            .unwrap_or(defaults.negative_ttl_seconds)
+    } else {
+        caches
+            .iter()
+            .map(|c| c.ttl_seconds)
+            .min()
+            .unwrap_or(defaults.ttl_seconds)
+    };
+    let pod_spec_digest =
+        canonical_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
+    Evaluation {
+        decision: AdmissionDecision {
+            schema_version: ADMISSION_DECISION_SCHEMA.to_string(),
+            admission_id: admission_id.to_string(),
+            namespace: namespace.to_string(),
+            pod_spec_digest,
+            images: images.into_values().collect(),
+            decision: if denied {
+                Decision::Deny
+            } else {
+                Decision::Allow
+            },
+            ttl_seconds,
+        },
+        warnings,
+        fail_open,
+        not_checked,
+    }
+}
+
+/// The policies among `all` that govern `namespace`.
+pub fn governing<'a>(
+    all: &[Governing<'a>],
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    zastava_namespace: &str,
+) -> Vec<Governing<'a>> {
+    all.iter()
+        .filter(|p| p.spec.governs(namespace, labels, zastava_namespace))
+        .copied()
+        .collect()
+}
+
+/// A one-line deny message listing each offending image and each reason.
+pub fn deny_message(decision: &AdmissionDecision) -> String {
+    let parts: Vec<String> = decision
+        .images
+        .iter()
+        .filter(|i| i.policy_verdict == Verdict::Fail)
+        .map(|i| {
+            let reasons: Vec<&str> = i
+                .reasons
+                .iter()
+                .map(String::as_str)
+                .filter(|r| !r.ends_with("admitted)"))
+                .collect();
+            format!("{}: {}", i.name, reasons.join("; "))
+        })
+        .collect();
+    format!("zastava denied: {}", parts.join(" | "))
+}
+
+fn known<T: Clone>(check: &Check<T>) -> Option<T> {
+    match check {
+        Check::Known(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn worsen(verdict: &mut Verdict, to: Verdict) {
+    let rank = |v: Verdict| match v {
+        Verdict::Pass => 0,
+        Verdict::Warn => 1,
+        Verdict::Fail => 2,
+    };
+    if rank(to) > rank(*verdict) {
+        *verdict = to;
+    }
+}
+
+fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let rules = &spec.images;
+    let location = format!("{}/{}", image.registry, image.repository);
+    if let Some(entry) = rules
+        .denied_registries
+        .iter()
+        .find(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
+    {
+        out.push(Finding::Violation(format!(
+            "{location} is in deniedRegistries (`{entry}`)"
+        )));
+    }
+    if !rules.allowed_registries.is_empty()
+        && !rules
+            .allowed_registries
+            .iter()
+            .any(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
+    {
+        out.push(Finding::Violation(format!(
+            "{location} is not in allowedRegistries {:?}",
+            rules.allowed_registries
+        )));
+    }
+    if let Some(tag) = image.tag.as_ref().filter(|t| rules.banned_tags.contains(t)) {
+        out.push(Finding::Violation(format!("tag `{tag}` is banned")));
+    }
+    if rules.require_digest && image.digest.is_none() {
+        out.push(Finding::Violation(
+            "a digest is required (reference the image as repo@sha256:...)".to_string(),
+        ));
+    }
+    let verify = &spec.verify;
+    if verify.signature.required {
+        out.extend(boolean_gate(
+            &facts.signed,
+            "signature",
+            "no cosign signature verifies against the policy's keys or keyless identities",
+        ));
+    }
+    if verify.sbom_referrer.required {
+        out.extend(boolean_gate(
+            &facts.sbom,
+            "sbomReferrer",
+            &format!(
+                "no SBOM referrer of an accepted type {:?}",
+                verify.sbom_referrer.artifact_types
+            ),
+        ));
+    }
+    if !rules.allowed_base_images.is_empty() {
+        match &facts.base_digest {
+            Check::Known(Some(base)) if rules.allowed_base_images.contains(base) => {}
+            Check::Known(Some(base)) => out.push(Finding::Violation(format!(
+                "base image {base} is not in allowedBaseImages"
+            ))),
+            Check::Known(None) => out.push(Finding::Violation(
+                "no org.opencontainers.image.base.digest annotation to check against allowedBaseImages"
+                    .to_string(),
+            )),
+            Check::Unavailable(e) => out.push(Finding::Unverifiable(e.clone())),
+            Check::NotChecked => out.push(Finding::NotChecked("allowedBaseImages")),
+        }
+    }
+    if verify.backend.as_ref().is_some_and(|b| b.required) {
+        out.push(Finding::NotChecked("backend"));
+    }
+    out
+}
+
+fn boolean_gate(check: &Check<bool>, gate: &'static str, violation: &str) -> Option<Finding> {
+    match check {
+        Check::Known(true) => None,
+        Check::Known(false) => Some(Finding::Violation(violation.to_string())),
+        Check::Unavailable(e) => Some(Finding::Unverifiable(e.clone())),
+        Check::NotChecked => Some(Finding::NotChecked(gate)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(images: &[&str]) -> Workload {
+        let containers: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
+    }
+
+    fn spec(value: serde_json::Value) -> ZastavaPolicySpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn decide(
+        workload: &Workload,
+        policies: &[(&str, &ZastavaPolicySpec)],
+        facts: ImageFacts,
+    ) -> Evaluation {
+        let governing: Vec<Governing<'_>> = policies
+            .iter()
+            .map(|(name, spec)| Governing { name, spec })
+            .collect();
+        evaluate("uid-1", "team-a", workload, &governing, &|_| facts.clone())
+    }
+
+    fn facts(signed: Check<bool>, sbom: Check<bool>) -> ImageFacts {
+        ImageFacts {
+            signed,
+            sbom,
+            ..ImageFacts::not_checked()
+        }
+    }
+
+    #[test]
+    fn no_policy_admits() {
+        let e = decide(&pod(&["busybox:1.36"]), &[], ImageFacts::not_checked());
+        assert_eq!(e.decision.decision, Decision::Allow);
+        assert_eq!(e.decision.ttl_seconds, 300);
+        assert_eq!(e.decision.images[0].policy_verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn latest_and_untagged_images_are_denied_by_banned_tags() {
+        let p = spec(json!({"images": {"bannedTags": ["latest"]}}));
+        for image in ["busybox", "busybox:latest"] {
+            let e = decide(&pod(&[image]), &[("base", &p)], ImageFacts::not_checked());
+            assert_eq!(e.decision.decision, Decision::Deny, "{image}");
+            assert_eq!(
+                e.decision.images[0].reasons,
+                ["base: tag `latest` is banned"]
+            );
+            assert_eq!(e.decision.ttl_seconds, 30);
+        }
+        let ok = decide(
+            &pod(&["busybox:1.36"]),
+            &[("base", &p)],
+            ImageFacts::not_checked(),
+        );
+        assert_eq!(ok.decision.decision, Decision::Allow);
+    }
+
+    #[test]
+    fn registry_lists_and_digest_requirement() {
+        let p = spec(json!({"images": {
+            "allowedRegistries": ["127.0.0.1:5000", "ghcr.io/acme"],
+            "deniedRegistries": ["ghcr.io/acme/legacy"],
+            "requireDigest": true,
+        }}));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let allowed = format!("127.0.0.1:5000/zastava/busybox@{digest}");
+        let e = decide(&pod(&[&allowed]), &[("p", &p)], ImageFacts::not_checked());
+        assert_eq!(e.decision.decision, Decision::Allow, "{:?}", e.decision);
+        assert_eq!(
+            e.decision.images[0].resolved.as_deref(),
+            Some(format!("127.0.0.1:5000/zastava/busybox@{digest}").as_str())
+        );
+
+        let e = decide(
+            &pod(&["docker.io/library/nginx:1", "ghcr.io/acme/legacy/app:2"]),
+            &[("p", &p)],
+            ImageFacts::not_checked(),
+        );
+        assert_eq!(e.decision.decision, Decision::Deny);
+        let message = deny_message(&e.decision);
+        assert!(
+            message.contains(
+                "docker.io/library/nginx:1: p: docker.io/library/nginx is not in allowedRegistries"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("p: a digest is required"), "{message}");
+        assert!(message.contains("ghcr.io/acme/legacy/app:2: p: ghcr.io/acme/legacy/app is in deniedRegistries (`ghcr.io/acme/legacy`)"), "{message}");
+    }
+
+    #[test]
+    fn invalid_reference_is_denied_with_the_parse_error() {
+        let p = ZastavaPolicySpec::default();
+        let e = decide(
+            &pod(&["Bad/UPPER:1"]),
+            &[("p", &p)],
+            ImageFacts::not_checked(),
+        );
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert!(e.decision.images[0].reasons[0].contains("invalid image reference"));
+    }
+
+    #[test]
+    fn signature_and_sbom_gates_use_the_facts() {
+        let p = spec(json!({"verify": {
+            "signature": {"required": true, "keys": [{"name": "k", "pem": "x"}]},
+            "sbomReferrer": {"required": true},
+        }}));
+        let w = pod(&["127.0.0.1:5000/app:1"]);
+        let pass = decide(
+            &w,
+            &[("p", &p)],
+            facts(Check::Known(true), Check::Known(true)),
+        );
+        assert_eq!(pass.decision.decision, Decision::Allow);
+        assert_eq!(pass.decision.images[0].signed, Some(true));
+        assert_eq!(pass.decision.images[0].has_sbom_referrers, Some(true));
+
+        let unsigned = decide(
+            &w,
+            &[("p", &p)],
+            facts(Check::Known(false), Check::Known(true)),
+        );
+        assert_eq!(unsigned.decision.decision, Decision::Deny);
+        assert!(unsigned.decision.images[0].reasons[0].contains("no cosign signature verifies"));
+
+        let no_sbom = decide(
+            &w,
+            &[("p", &p)],
+            facts(Check::Known(true), Check::Known(false)),
+        );
+        assert!(no_sbom.decision.images[0].reasons[0].contains("no SBOM referrer"));
+    }
+
+    #[test]
+    fn unavailable_registry_denies_except_in_fail_open_namespaces() {
+        let closed = spec(
+            json!({"verify": {"signature": {"required": true, "keys": [{"name": "k", "pem": "x"}]}}}),
+        );
+        let open = spec(json!({"failOpenNamespaces": ["team-a"],
+            "verify": {"signature": {"required": true, "keys": [{"name": "k", "pem": "x"}]}}}));
+        let w = pod(&["127.0.0.1:5000/app:1"]);
+        let down = facts(
+            Check::Unavailable("registry timeout".into()),
+            Check::NotChecked,
+        );
+
+        let e = decide(&w, &[("closed", &closed)], down.clone());
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(
+            e.decision.images[0].reasons,
+            ["closed: verification failed: registry timeout"]
+        );
+        assert!(!e.fail_open);
+
+        let e = decide(&w, &[("open", &open)], down);
+        assert_eq!(e.decision.decision, Decision::Allow);
+        assert!(e.fail_open);
+        assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
+        assert!(e.warnings[0].contains("fail-open namespace: admitted"));
+    }
+
+    #[test]
+    fn audit_policies_warn_and_every_enforce_policy_must_pass() {
+        let audit = spec(json!({"mode": "Audit", "images": {"bannedTags": ["latest"]}}));
+        let enforce = spec(json!({"images": {"requireDigest": true}}));
+        let w = pod(&["busybox"]);
+        let e = decide(&w, &[("audit", &audit)], ImageFacts::not_checked());
+        assert_eq!(e.decision.decision, Decision::Allow);
+        assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
+        assert_eq!(
+            e.warnings,
+            ["busybox: audit: tag `latest` is banned (Audit: admitted)"]
+        );
+
+        let e = decide(
+            &w,
+            &[("audit", &audit), ("enforce", &enforce)],
+            ImageFacts::not_checked(),
+        );
+        assert_eq!(e.decision.decision, Decision::Deny);
+        let message = deny_message(&e.decision);
+        assert!(
+            message.contains("enforce: a digest is required"),
+            "{message}"
+        );
+        assert!(!message.contains("Audit: admitted"), "{message}");
+    }
+
+    #[test]
+    fn unchecked_gates_are_named_and_warn() {
+        let p = spec(
+            json!({"images": {"allowedBaseImages": [format!("sha256:{}", "b".repeat(64))]},
+            "verify": {"sbomReferrer": {"required": true}}}),
+        );
+        let e = decide(
+            &pod(&["127.0.0.1:5000/app:1"]),
+            &[("p", &p)],
+            ImageFacts::not_checked(),
+        );
+        assert_eq!(e.decision.decision, Decision::Allow);
+        assert_eq!(
+            e.not_checked,
+            [
+                "127.0.0.1:5000/app:1: sbomReferrer",
+                "127.0.0.1:5000/app:1: allowedBaseImages"
+            ]
+        );
+        assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn one_entry_per_distinct_image_and_a_stable_pod_spec_digest() {
+        let w = pod(&["a:1", "a:1", "b:1"]);
+        let e = decide(&w, &[], ImageFacts::not_checked());
+        assert_eq!(e.decision.images.len(), 2);
+        let again = decide(&w, &[], ImageFacts::not_checked());
+        assert_eq!(e.decision.pod_spec_digest, again.decision.pod_spec_digest);
+        assert_ne!(
+            e.decision.pod_spec_digest,
+            decide(&pod(&["a:2"]), &[], ImageFacts::not_checked())
+                .decision
+                .pod_spec_digest
+        );
+    }
+
+    #[test]
+    fn only_policies_governing_the_namespace_apply() {
+        let named = spec(json!({"namespaces": ["team-b"], "images": {"bannedTags": ["latest"]}}));
+        let all = [Governing {
+            name: "named",
+            spec: &named,
+        }];
+        let labels = BTreeMap::new();
+        assert!(governing(&all, "team-a", &labels, "zastava-system").is_empty());
+        assert_eq!(
+            governing(&all, "team-b", &labels, "zastava-system").len(),
+            1
+        );
+    }
+}

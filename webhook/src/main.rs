@@ -1,0 +1,110 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use zastava_crds::contracts::Decision;
+use zastava_webhook::check::{check, load_policies, load_subject};
+
+#[derive(Parser)]
+#[command(name = "zastava-webhook", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate ZastavaPolicy documents against a Pod, workload or AdmissionReview and print
+    /// the admission decision JSON. Exit 0 when allowed, 1 when denied, 2 on unusable input.
+    Check {
+        /// YAML file(s) with ZastavaPolicy documents.
+        #[arg(long, required = true)]
+        policy: Vec<PathBuf>,
+        /// The Pod, workload or AdmissionReview (YAML or JSON).
+        #[arg(long)]
+        object: PathBuf,
+        /// Namespace to decide in (default: the object's, else `default`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Labels of that namespace, for policies with a namespaceSelector (`key=value`).
+        #[arg(long = "namespace-label", value_parser = parse_label)]
+        namespace_labels: Vec<(String, String)>,
+        /// Zastava's own namespace, which no policy governs.
+        #[arg(long, env = "ZASTAVA_NAMESPACE", default_value = "zastava-system")]
+        zastava_namespace: String,
+        /// Skip registry lookups and name each gate that could not be checked.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+fn main() -> ExitCode {
+    let Command::Check {
+        policy,
+        object,
+        namespace,
+        namespace_labels,
+        zastava_namespace,
+        offline,
+    } = Cli::parse().command;
+    match run_check(
+        &policy,
+        &object,
+        namespace,
+        namespace_labels.into_iter().collect(),
+        &zastava_namespace,
+        offline,
+    ) {
+        Ok(Decision::Allow) => ExitCode::SUCCESS,
+        Ok(Decision::Deny) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("zastava-webhook check: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_check(
+    policy_files: &[PathBuf],
+    object_file: &PathBuf,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    zastava_namespace: &str,
+    offline: bool,
+) -> anyhow::Result<Decision> {
+    let mut policies = Vec::new();
+    for file in policy_files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        policies.extend(load_policies(&file.display().to_string(), &text)?);
+    }
+    let text = std::fs::read_to_string(object_file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", object_file.display()))?;
+    let subject = load_subject(&object_file.display().to_string(), &text)?;
+    let namespace = namespace
+        .or_else(|| subject.namespace.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let evaluation = check(
+        &policies,
+        &subject,
+        &namespace,
+        &labels,
+        zastava_namespace,
+        offline,
+    )?;
+    for warning in &evaluation.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for gate in &evaluation.not_checked {
+        eprintln!("not checked (offline): {gate}");
+    }
+    println!("{}", serde_json::to_string_pretty(&evaluation.decision)?);
+    Ok(evaluation.decision.decision)
+}

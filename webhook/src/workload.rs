@@ -1,0 +1,191 @@
+//! The pod spec inside an admitted object, and the images it runs.
+
+use k8s_openapi::api::core::v1::PodSpec;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkloadError {
+    #[error("object has no `kind`")]
+    NoKind,
+    #[error("kind `{0}` is not a Pod or a workload with a pod template (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob)")]
+    UnsupportedKind(String),
+    #[error("{kind} has no pod spec at `{path}`")]
+    NoPodSpec { kind: String, path: &'static str },
+    #[error("{kind} pod spec is malformed: {error}")]
+    Malformed { kind: String, error: String },
+    #[error("{0} has no containers")]
+    NoContainers(String),
+}
+
+/// Which list of the pod spec a container is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerKind {
+    Init,
+    App,
+    Ephemeral,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerImage {
+    pub kind: ContainerKind,
+    pub container: String,
+    pub image: String,
+}
+
+/// The pod spec of an admitted object, with where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    pub kind: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub spec: PodSpec,
+    /// The pod spec exactly as sent, for the decision's `podSpecDigest`.
+    pub raw_spec: Value,
+}
+
+impl Workload {
+    /// Reads the pod spec out of a Pod or a workload object.
+    pub fn from_object(object: &Value) -> Result<Self, WorkloadError> {
+        let kind = object["kind"].as_str().ok_or(WorkloadError::NoKind)?;
+        let path: &'static str = match kind {
+            "Pod" => "/spec",
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+                "/spec/template/spec"
+            }
+            "CronJob" => "/spec/jobTemplate/spec/template/spec",
+            other => return Err(WorkloadError::UnsupportedKind(other.to_string())),
+        };
+        let raw_spec = object
+            .pointer(path)
+            .filter(|v| v.is_object())
+            .cloned()
+            .ok_or_else(|| WorkloadError::NoPodSpec {
+                kind: kind.to_string(),
+                path,
+            })?;
+        let spec: PodSpec =
+            serde_json::from_value(raw_spec.clone()).map_err(|e| WorkloadError::Malformed {
+                kind: kind.to_string(),
+                error: e.to_string(),
+            })?;
+        if spec.containers.is_empty() {
+            return Err(WorkloadError::NoContainers(kind.to_string()));
+        }
+        Ok(Self {
+            kind: kind.to_string(),
+            name: object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(String::from),
+            namespace: object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(String::from),
+            spec,
+            raw_spec,
+        })
+    }
+
+    /// Every container's image: init, app, then ephemeral containers.
+    pub fn images(&self) -> Vec<ContainerImage> {
+        let init = self
+            .spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| ContainerImage {
+                kind: ContainerKind::Init,
+                container: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+            });
+        let app = self.spec.containers.iter().map(|c| ContainerImage {
+            kind: ContainerKind::App,
+            container: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+        });
+        let ephemeral = self
+            .spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| ContainerImage {
+                kind: ContainerKind::Ephemeral,
+                container: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+            });
+        init.chain(app).chain(ephemeral).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(image: &str) -> Value {
+        json!({"spec": {"containers": [{"name": "app", "image": image}]}})
+    }
+
+    #[test]
+    fn every_supported_kind_yields_its_pod_spec() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"initContainers": [{"name": "init", "image": "init:1"}],
+                     "containers": [{"name": "app", "image": "app:1"}],
+                     "ephemeralContainers": [{"name": "debug", "image": "debug:1"}]}});
+        let w = Workload::from_object(&pod).unwrap();
+        assert_eq!(w.namespace.as_deref(), Some("ns"));
+        let images: Vec<_> = w.images().into_iter().map(|i| (i.kind, i.image)).collect();
+        assert_eq!(
+            images,
+            vec![
+                (ContainerKind::Init, "init:1".to_string()),
+                (ContainerKind::App, "app:1".to_string()),
+                (ContainerKind::Ephemeral, "debug:1".to_string()),
+            ]
+        );
+
+        for kind in [
+            "Deployment",
+            "ReplicaSet",
+            "StatefulSet",
+            "DaemonSet",
+            "Job",
+        ] {
+            let o = json!({"kind": kind, "spec": {"template": template("x:1")}});
+            assert_eq!(
+                Workload::from_object(&o).unwrap().images()[0].image,
+                "x:1",
+                "{kind}"
+            );
+        }
+        let cron = json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": template("c:1")}}}});
+        assert_eq!(
+            Workload::from_object(&cron).unwrap().images()[0].image,
+            "c:1"
+        );
+    }
+
+    #[test]
+    fn bad_objects_get_precise_errors() {
+        assert_eq!(
+            Workload::from_object(&json!({"spec": {}})),
+            Err(WorkloadError::NoKind)
+        );
+        assert_eq!(
+            Workload::from_object(&json!({"kind": "Service"})),
+            Err(WorkloadError::UnsupportedKind("Service".into()))
+        );
+        assert!(matches!(
+            Workload::from_object(&json!({"kind": "Deployment", "spec": {}})),
+            Err(WorkloadError::NoPodSpec { .. })
+        ));
+        assert_eq!(
+            Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": []}})),
+            Err(WorkloadError::NoContainers("Pod".into()))
+        );
+        assert!(matches!(
+            Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": "nope"}})),
+            Err(WorkloadError::Malformed { .. })
+        ));
+    }
+}
