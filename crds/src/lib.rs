@@ -29,8 +29,28 @@ pub fn crd_manifests() -> Vec<(String, String)> {
         .into_iter()
         .map(|crd| {
             let name = format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or_default());
-            let yaml = serde_yaml_ng::to_string(&crd).expect("a CRD always serializes to YAML");
+            let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+            drop_null_from_nullable_enums(&mut value);
+            let yaml = serde_yaml_ng::to_string(&value).expect("a CRD always serializes to YAML");
             (name, yaml)
         })
         .collect()
+}
+
+/// schemars lists `null` among the values of an optional enum; `nullable: true` already says
+/// so, and Kubernetes 1.20 cannot compare such a schema with itself (it rejects the CRD with
+/// "per-version schemas may not all be set to identical values").
+fn drop_null_from_nullable_enums(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("nullable") == Some(&serde_json::Value::Bool(true)) {
+                if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                    values.retain(|v| !v.is_null());
+                }
+            }
+            map.values_mut().for_each(drop_null_from_nullable_enums);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_from_nullable_enums),
+        _ => {}
+    }
 }

@@ -34,3 +34,13 @@ fn every_crd_has_a_status_subresource_and_printer_columns() {
         assert_eq!(conditions["x-kubernetes-list-type"], "map", "{name}");
     }
 }
+
+#[test]
+fn no_enum_lists_null() {
+    for (name, yaml) in zastava_crds::crd_manifests() {
+        assert!(
+            !yaml.contains("- null"),
+            "{name} lists null among enum values"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! zastava-operator: reconciles `ZastavaPolicy` objects, one active replica at a time.
 
 mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;

@@ -9,13 +9,13 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use zastava_crds::conditions;
 use zastava_crds::{ZastavaPolicy, ZastavaPolicyStatus};
 
+use crate::events::EventPublisher;
 use crate::status::{policy_conditions, transition_event};
 use crate::validate::{assess, referenced_secrets, SecretData};
 use crate::{Error, Metrics, FIELD_MANAGER};
@@ -30,18 +30,14 @@ pub struct Context {
     pub client: Client,
     /// Zastava's own namespace: where key Secrets live.
     pub namespace: String,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub metrics: Metrics,
 }
 
 impl Context {
     pub fn new(client: Client, namespace: String, identity: String, metrics: Metrics) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_string(),
-            instance: Some(identity),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), identity),
             client,
             namespace,
             metrics,
@@ -99,20 +95,13 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
 
     if let Some(event) = event {
         let published = ctx
-            .recorder
+            .events
             .publish(
-                &Event {
-                    type_: if event.warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: event.reason,
-                    note: Some(event.note),
-                    action: "Validate".to_string(),
-                    secondary: None,
-                },
-                &policy.object_ref(&()),
+                policy.object_ref(&()),
+                event.warning,
+                &event.reason,
+                "Validate",
+                &event.note,
             )
             .await;
         // The status already carries the verdict; a lost Event is logged, not retried.

@@ -44,4 +44,4 @@ export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 # Test binaries run one after another; the tests inside one share the cluster in parallel,
 # each in namespaces and objects of its own.
-cargo test -p zastava-e2e --locked -- --test-threads=4
+cargo test -p zastava-e2e --locked --no-fail-fast -- --test-threads=4

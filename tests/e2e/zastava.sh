@@ -14,7 +14,8 @@ zastava_build() {
 
 zastava_install_crds() {
   log "installing the CRDs and namespace $ZASTAVA_NAMESPACE"
-  kubectl apply -f crds/
+  kubectl apply -f crds/zastavapolicies.zastava.stellaops.io.yaml \
+    -f crds/runtimepostures.zastava.stellaops.io.yaml
   kubectl wait --for condition=established --timeout=60s \
     crd/zastavapolicies.zastava.stellaops.io crd/runtimepostures.zastava.stellaops.io
   kubectl create namespace "$ZASTAVA_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -

@@ -144,8 +144,14 @@ pub fn cosign_public_key() -> String {
 }
 
 /// `kubectl ARGS...` against the local cluster; panics with its stderr when it fails.
+///
+/// Each test process gets a discovery cache of its own: kubectl keeps discovery for ten
+/// minutes and does not refresh it for an unknown short name, so a cache from before the CRDs
+/// were installed would make `kubectl get rp` fail.
 pub fn kubectl(args: &[&str]) -> String {
+    let cache = std::env::temp_dir().join(format!("zastava-e2e-kube-cache-{}", std::process::id()));
     let output = Command::new("kubectl")
+        .arg(format!("--cache-dir={}", cache.display()))
         .args(args)
         .output()
         .expect("running kubectl");

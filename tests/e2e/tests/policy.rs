@@ -86,8 +86,8 @@ async fn malformed_pem_is_rejected_naming_the_field_then_fixed() {
     assert_eq!(condition(&policy, "Stalled").unwrap().status, "True");
     assert_eq!(policy.status.as_ref().unwrap().resolved_keys, Some(1));
 
-    // The rejection is also an Event on the policy (cluster-scoped: in `default`).
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    // The rejection is also an Event on the policy (cluster-scoped: filed in `kube-system`).
+    let events: Api<Event> = Api::namespaced(client.clone(), "kube-system");
     let uid = applied.metadata.uid.clone().unwrap();
     let event = wait_for("the rejection Event", Duration::from_secs(30), || async {
         events

@@ -1,0 +1,40 @@
+//! The observer's error type (one `thiserror` enum for the crate; `anyhow` only in main.rs).
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The process does not exist (never did, or exited and was reaped).
+    #[error("no such process: pid {pid} (no {path})")]
+    NoSuchProcess { pid: u32, path: PathBuf },
+    /// The process exited and is a zombie waiting to be reaped: nothing left to sample.
+    #[error("process {pid} has exited (zombie, not yet reaped): no such process to sample")]
+    ProcessExited { pid: u32 },
+    /// Reading a file failed. (The cause is part of the message, not a `source()`, so
+    /// warnings made with `to_string()` are complete and `{:#}` does not repeat it.)
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
+    /// A file is not something that can be read as a whole (a directory, device, FIFO, ...).
+    #[error("{}: not a regular file", path.display())]
+    NotRegularFile { path: PathBuf },
+    /// The file starts like an ELF file but its headers are cut short or inconsistent.
+    #[error("malformed ELF file: {0}")]
+    MalformedElf(String),
+    /// A `/proc` file that did not parse.
+    #[error("{}: cannot parse: {reason}", path.display())]
+    Parse { path: PathBuf, reason: String },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            cause: source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,18 @@
+//! zastava-observer: what a node's containers really run and load.
+//!
+//! Pure core, thin shell: [`maps`] parses `/proc/<pid>/maps`, [`elf`] reads GNU build-ids,
+//! [`hashing`] streams sha256 with a node-wide cache and per-container caps, [`sample`] puts
+//! them together for one process, [`inspect`] does it for files given by path, and
+//! [`entrytrace`] follows a container's entrypoint through its scripts. main.rs is the CLI.
+
+pub mod elf;
+pub mod entrytrace;
+pub mod error;
+pub mod hashing;
+pub mod inspect;
+pub mod maps;
+pub mod sample;
+#[cfg(test)]
+mod testutil;
+
+pub use error::{Error, Result};

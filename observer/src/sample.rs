@@ -1,0 +1,862 @@
+//! One sample of a process: its executable and the code files it has mapped, hashed and
+//! build-id'd as they are inside the process's own root, plus (optionally) its entry trace.
+//!
+//! Files are read through `<proc>/<pid>/root/<path>` so a container's own files are the ones
+//! hashed; the opened file must have the inode the maps line names (anything else — a file
+//! replaced since, or a symlink planted to point outside the container — is not that file),
+//! otherwise `<proc>/<pid>/map_files/<range>` is tried (it needs `CAP_SYS_ADMIN`). The
+//! executable is opened through `<proc>/<pid>/exe`. Nothing from the process is executed; its
+//! environment is never read; its arguments are only reported when asked.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use procfs::FromRead;
+use serde::Serialize;
+
+use crate::entrytrace::{self, EntryTrace};
+use crate::error::{Error, Result};
+use crate::hashing::{open_regular, Budget, Capped, HashCache, Limits};
+use crate::maps::{self, FileKind, MappedFile};
+
+/// Where the host's procfs is mounted by default.
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+/// Default shell/wrapper depth of the entry trace (`collect.maxDepth`).
+pub const DEFAULT_MAX_DEPTH: usize = 48;
+
+/// What to sample and how much.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    /// Mount point of the host's procfs (`/proc`; the DaemonSet mounts it at `/host/proc`).
+    pub proc_root: PathBuf,
+    pub limits: Limits,
+    /// Trace the entrypoint (from `cmdline`) to this depth; `None` skips the trace.
+    pub entry_trace_depth: Option<usize>,
+    /// Report the command line (`entrypoint`). Off by default: arguments can hold secrets.
+    pub show_args: bool,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            proc_root: PathBuf::from(DEFAULT_PROC_ROOT),
+            limits: Limits::default(),
+            entry_trace_depth: Some(DEFAULT_MAX_DEPTH),
+            show_args: false,
+        }
+    }
+}
+
+/// The process's executable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Executable {
+    /// Path inside the process's root, without ` (deleted)`.
+    pub path: String,
+    pub sha256: Option<String>,
+    pub build_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped: Option<Capped>,
+}
+
+/// A file with executable mappings other than the executable: a shared library, a plugin, a
+/// memfd holding code (`/memfd:<name>`). `loadedLibs[{path,inode,sha256}]` of the runtime
+/// event contract, plus `buildId`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedLib {
+    pub path: String,
+    pub inode: u64,
+    pub sha256: Option<String>,
+    pub build_id: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Listed without a hash because a cap was reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped: Option<Capped>,
+}
+
+/// One sample of one process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessSample {
+    pub pid: u32,
+    /// `None` for kernel threads, or when it could not be read (see `warnings`).
+    pub executable: Option<Executable>,
+    pub loaded_libs: Vec<LoadedLib>,
+    /// The command line; only with `show_args`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_trace: Option<EntryTrace>,
+    /// Bytes charged against `max_hash_bytes_per_container` (cached or not).
+    pub hashed_bytes: u64,
+    /// The process exited (or its pid was reused) while it was sampled, twice: what is here
+    /// is what was read before that.
+    pub partial: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Samples process `pid`. A process that goes away mid-sample is sampled once more; if it
+/// is gone again, what the first attempt read is returned with `partial: true`.
+///
+/// Errors: [`Error::NoSuchProcess`] / [`Error::ProcessExited`] when there is nothing to
+/// sample, [`Error::Io`] when the maps cannot be read (e.g. no ptrace access), [`Error::Parse`]
+/// for an unreadable `stat`.
+pub fn sample(pid: u32, opts: &SampleOptions, cache: &HashCache) -> Result<ProcessSample> {
+    let first = Sampler::new(pid, opts, cache).run()?;
+    if !first.vanished {
+        return Ok(first.sample);
+    }
+    let mut result = match Sampler::new(pid, opts, cache).run() {
+        Ok(second) if !second.vanished => {
+            let mut sample = second.sample;
+            sample
+                .warnings
+                .push("the process changed while it was sampled; sampled again".to_string());
+            return Ok(sample);
+        }
+        Ok(second) => second.sample,
+        Err(_) => first.sample,
+    };
+    result.partial = true;
+    result.warnings.push(format!(
+        "process {pid} exited (or its pid was reused) while it was sampled, also on a retry: \
+         the sample is partial"
+    ));
+    Ok(result)
+}
+
+struct Attempt {
+    sample: ProcessSample,
+    vanished: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Liveness {
+    Alive,
+    /// Zombie or dead.
+    Exited,
+    /// The pid now belongs to another process.
+    Reused,
+    Gone,
+}
+
+struct ProcStat {
+    state: char,
+    starttime: u64,
+}
+
+struct Sampler<'a> {
+    pid: u32,
+    opts: &'a SampleOptions,
+    cache: &'a HashCache,
+    dir: PathBuf,
+    starttime: u64,
+    budget: Budget,
+    warnings: Vec<String>,
+    vanished: bool,
+}
+
+impl<'a> Sampler<'a> {
+    fn new(pid: u32, opts: &'a SampleOptions, cache: &'a HashCache) -> Self {
+        Sampler {
+            pid,
+            opts,
+            cache,
+            dir: opts.proc_root.join(pid.to_string()),
+            starttime: 0,
+            budget: Budget::new(opts.limits),
+            warnings: Vec::new(),
+            vanished: false,
+        }
+    }
+
+    fn run(mut self) -> Result<Attempt> {
+        let stat = self.read_stat().map_err(|e| match e {
+            Error::Io { cause, .. } if is_gone(&cause) => Error::NoSuchProcess {
+                pid: self.pid,
+                path: self.dir.clone(),
+            },
+            other => other,
+        })?;
+        if matches!(stat.state, 'Z' | 'X' | 'x') {
+            return Err(Error::ProcessExited { pid: self.pid });
+        }
+        self.starttime = stat.starttime;
+
+        let maps_path = self.dir.join("maps");
+        let text = match fs::read(&maps_path) {
+            Ok(text) => text,
+            Err(e) => return Err(self.nothing_sampled(Error::io(maps_path, e))),
+        };
+        let maps = maps::parse_maps(&text);
+        self.warnings.extend(maps.warnings);
+        #[cfg(test)]
+        tests::AFTER_MAPS.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook(&self.dir);
+            }
+        });
+        if maps.files.is_empty() && self.liveness() != Liveness::Alive {
+            // A zombie's maps are empty: it exited between the stat and the maps.
+            return Err(self.nothing_sampled(Error::ProcessExited { pid: self.pid }));
+        }
+
+        let executable = self.executable(text.is_empty());
+        let loaded_libs = maps
+            .files
+            .iter()
+            .filter(|f| f.executable)
+            .filter(|f| {
+                executable.as_ref().is_none_or(|exe| {
+                    exe.path != f.path.to_string_lossy() || f.kind != FileKind::Regular
+                })
+            })
+            .map(|f| self.loaded_lib(f))
+            .collect();
+
+        let (entrypoint, entry_trace) = self.command_line();
+
+        if !self.vanished && self.liveness() == Liveness::Reused {
+            self.vanished = true;
+        }
+        Ok(Attempt {
+            sample: ProcessSample {
+                pid: self.pid,
+                executable,
+                loaded_libs,
+                entrypoint,
+                entry_trace,
+                hashed_bytes: self.budget.bytes(),
+                partial: false,
+                warnings: self.warnings,
+            },
+            vanished: self.vanished,
+        })
+    }
+
+    /// The error for a failure before anything was sampled: "no such process" if it is gone.
+    fn nothing_sampled(&self, err: Error) -> Error {
+        match self.liveness() {
+            Liveness::Alive => err,
+            Liveness::Exited => Error::ProcessExited { pid: self.pid },
+            Liveness::Gone | Liveness::Reused => Error::NoSuchProcess {
+                pid: self.pid,
+                path: self.dir.clone(),
+            },
+        }
+    }
+
+    fn read_stat(&self) -> Result<ProcStat> {
+        let path = self.dir.join("stat");
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let stat = procfs::process::Stat::from_read(file).map_err(|e| match e {
+            procfs::ProcError::NotFound(_) => Error::io(
+                &path,
+                io::Error::new(io::ErrorKind::NotFound, "process exited"),
+            ),
+            other => Error::Parse {
+                path: path.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(ProcStat {
+            state: stat.state,
+            starttime: stat.starttime,
+        })
+    }
+
+    fn liveness(&self) -> Liveness {
+        match self.read_stat() {
+            // Only called once `run` has set `starttime`.
+            Ok(stat) if stat.starttime != self.starttime => Liveness::Reused,
+            Ok(stat) if matches!(stat.state, 'Z' | 'X' | 'x') => Liveness::Exited,
+            Ok(_) => Liveness::Alive,
+            Err(_) => Liveness::Gone,
+        }
+    }
+
+    /// Records a failure to read something of the process: a warning, and whether the
+    /// process went away.
+    fn failed(&mut self, what: String) {
+        self.warnings.push(what);
+        if !self.vanished && self.liveness() != Liveness::Alive {
+            self.vanished = true;
+        }
+    }
+
+    fn executable(&mut self, no_maps: bool) -> Option<Executable> {
+        let link = self.dir.join("exe");
+        let target = match fs::read_link(&link) {
+            Ok(target) => target,
+            Err(e) => {
+                let kernel_thread = e.kind() == io::ErrorKind::NotFound && no_maps;
+                if kernel_thread && self.liveness() == Liveness::Alive {
+                    self.warnings
+                        .push("no executable: a kernel thread has none".to_string());
+                } else {
+                    self.failed(format!("executable: {}: {e}", link.display()));
+                }
+                return None;
+            }
+        };
+        let (path, deleted) = strip_deleted(&target.to_string_lossy());
+        let mut exe = Executable {
+            path,
+            sha256: None,
+            build_id: None,
+            deleted,
+            capped: None,
+        };
+        // `exe` opens the very file the process runs, deleted or not, wherever it lives.
+        let file = match open_regular(&link) {
+            Ok(file) => file,
+            Err(e) => {
+                self.failed(format!("executable {}: {e}", exe.path));
+                return Some(exe);
+            }
+        };
+        let (sha256, build_id, capped) = self.inspect(&file, &exe.path);
+        exe.sha256 = sha256;
+        exe.build_id = build_id;
+        exe.capped = capped;
+        Some(exe)
+    }
+
+    fn loaded_lib(&mut self, mapped: &MappedFile) -> LoadedLib {
+        let mut lib = LoadedLib {
+            path: mapped.path.to_string_lossy().into_owned(),
+            inode: mapped.inode,
+            sha256: None,
+            build_id: None,
+            deleted: mapped.deleted,
+            capped: None,
+        };
+        if self.vanished {
+            // Keep listing what the maps showed; reading more of a dead process is pointless.
+            return lib;
+        }
+        if let Err(capped) = self.budget.take_lib() {
+            lib.capped = Some(capped);
+            return lib;
+        }
+        match self.open_mapped(mapped) {
+            Ok(file) => {
+                let (sha256, build_id, capped) = self.inspect(&file, &lib.path);
+                lib.sha256 = sha256;
+                lib.build_id = build_id;
+                lib.capped = capped;
+            }
+            Err(why) => self.failed(why),
+        }
+        lib
+    }
+
+    /// Opens the mapped file: through the process's root if the file there is the mapped
+    /// inode, else through `map_files`.
+    fn open_mapped(&self, mapped: &MappedFile) -> std::result::Result<File, String> {
+        let display = mapped.path.to_string_lossy();
+        let mut why = Vec::new();
+        if mapped.kind == FileKind::Regular {
+            let in_root = self.root_path(&mapped.path);
+            match open_regular(&in_root) {
+                Ok(file) => match file.metadata() {
+                    Ok(meta) if inode_of(&meta) == mapped.inode => return Ok(file),
+                    Ok(meta) => why.push(format!(
+                        "the file at that path is inode {}, not the mapped inode {}",
+                        inode_of(&meta),
+                        mapped.inode
+                    )),
+                    Err(e) => why.push(format!("via root: {e}")),
+                },
+                Err(e) => why.push(format!("via root: {}", error_cause(&e))),
+            }
+        }
+        let via_map_files = self.dir.join("map_files").join(&mapped.map_files_name);
+        match open_regular(&via_map_files) {
+            Ok(file) => return Ok(file),
+            Err(e) => why.push(format!("via map_files: {}", error_cause(&e))),
+        }
+        Err(format!("{display}: not readable: {}", why.join("; ")))
+    }
+
+    fn root_path(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        self.dir.join("root").join(relative)
+    }
+
+    /// Hashes (within the byte budget) and build-ids an opened file.
+    fn inspect(
+        &mut self,
+        file: &File,
+        path: &str,
+    ) -> (Option<String>, Option<String>, Option<Capped>) {
+        let display = Path::new(path);
+        let build_id = match self.cache.elf(file, display) {
+            Ok(info) => info.build_id,
+            Err(e) => {
+                self.warnings.push(format!("{path}: build-id: {e}"));
+                None
+            }
+        };
+        let size = match file.metadata() {
+            Ok(meta) => meta.len(),
+            Err(e) => {
+                self.failed(format!("{path}: {e}"));
+                return (None, build_id, None);
+            }
+        };
+        if let Err(capped) = self.budget.take_bytes(size) {
+            return (None, build_id, Some(capped));
+        }
+        match self.cache.sha256(file, display) {
+            Ok(hash) => (Some(hash.sha256), build_id, None),
+            Err(e) => {
+                self.failed(format!("{path}: sha256: {}", error_cause(&e)));
+                (None, build_id, None)
+            }
+        }
+    }
+
+    fn command_line(&mut self) -> (Option<Vec<String>>, Option<EntryTrace>) {
+        if self.opts.entry_trace_depth.is_none() && !self.opts.show_args {
+            return (None, None);
+        }
+        let path = self.dir.join("cmdline");
+        let argv = match fs::read(&path) {
+            Ok(raw) => split_cmdline(&raw),
+            Err(e) => {
+                self.failed(format!("command line: {}: {e}", path.display()));
+                return (None, None);
+            }
+        };
+        let trace = match self.opts.entry_trace_depth {
+            Some(_) if argv.is_empty() => {
+                self.warnings
+                    .push("empty command line: no entry trace".to_string());
+                None
+            }
+            Some(depth) => Some(entrytrace::trace(
+                &self.dir.join("root"),
+                &argv,
+                None,
+                depth,
+            )),
+            None => None,
+        };
+        (self.opts.show_args.then_some(argv), trace)
+    }
+}
+
+fn inode_of(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
+/// The I/O cause of an error, without the long `/proc/...` path it was raised on.
+fn error_cause(err: &Error) -> String {
+    match err {
+        Error::Io { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// ENOENT/ESRCH: the `/proc/<pid>` entry went away.
+fn is_gone(err: &io::Error) -> bool {
+    const ESRCH: i32 = 3;
+    err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(ESRCH)
+}
+
+/// Splits a ` (deleted)` suffix off a path `readlink` returned.
+fn strip_deleted(path: &str) -> (String, bool) {
+    match path.strip_suffix(" (deleted)") {
+        Some(stripped) => (stripped.to_string(), true),
+        None => (path.to_string(), false),
+    }
+}
+
+/// `/proc/<pid>/cmdline` → argv: NUL-separated, with a trailing NUL.
+pub fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::tests::readelf_build_id;
+    use std::process::{Child, Command, Stdio};
+
+    type Hook = Box<dyn FnMut(&Path)>;
+
+    thread_local! {
+        /// Runs in [`Sampler::run`] right after the maps were read: lets a test make the
+        /// process "vanish" mid-sample in a fake procfs.
+        pub(super) static AFTER_MAPS: std::cell::RefCell<Option<Hook>> =
+            std::cell::RefCell::new(None);
+    }
+
+    struct Reaped(Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn sleeper() -> Reaped {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the exec to complete: exe becomes sleep.
+        let exe = PathBuf::from(format!("/proc/{}/exe", child.id()));
+        for _ in 0..200 {
+            if fs::read_link(&exe).is_ok_and(|t| t.to_string_lossy().contains("sleep")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // And for the loader to map libc.
+        let maps = PathBuf::from(format!("/proc/{}/maps", child.id()));
+        for _ in 0..200 {
+            if fs::read_to_string(&maps).is_ok_and(|m| m.contains("libc.so")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Reaped(child)
+    }
+
+    #[test]
+    fn samples_a_real_process() {
+        let child = sleeper();
+        let pid = child.0.id();
+        let cache = HashCache::new(64);
+        let s = sample(pid, &SampleOptions::default(), &cache).unwrap();
+        assert_eq!(s.pid, pid);
+        assert!(!s.partial, "{:?}", s.warnings);
+        let exe = s.executable.as_ref().unwrap();
+        let real_exe = fs::canonicalize(
+            Command::new("sh")
+                .args(["-c", "command -v sleep"])
+                .output()
+                .map(|o| String::from_utf8(o.stdout).unwrap().trim().to_string())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(Path::new(&exe.path), real_exe);
+        assert_eq!(exe.build_id, readelf_build_id(&real_exe));
+        assert_eq!(
+            exe.sha256.as_deref().unwrap(),
+            crate::hashing::sha256_file(&real_exe).unwrap().sha256
+        );
+        let libc = s
+            .loaded_libs
+            .iter()
+            .find(|l| l.path.contains("libc.so"))
+            .expect("libc among loadedLibs");
+        assert_eq!(
+            libc.sha256.as_deref().unwrap(),
+            crate::hashing::sha256_file(Path::new(&libc.path))
+                .unwrap()
+                .sha256
+        );
+        assert_eq!(libc.build_id, readelf_build_id(Path::new(&libc.path)));
+        assert!(libc.inode > 0 && !libc.deleted && libc.capped.is_none());
+        // Only code: no locale archives, and not the executable itself.
+        assert!(s.loaded_libs.iter().all(|l| l.path != exe.path));
+        assert!(s.entrypoint.is_none(), "arguments are redacted by default");
+        assert!(s.entry_trace.is_some());
+        // Second sample: everything from the cache.
+        let before = cache.bytes_hashed();
+        let again = sample(pid, &SampleOptions::default(), &cache).unwrap();
+        assert_eq!(cache.bytes_hashed(), before);
+        assert_eq!(again.loaded_libs, s.loaded_libs);
+        assert_eq!(again.hashed_bytes, s.hashed_bytes);
+    }
+
+    #[test]
+    fn show_args_reports_the_command_line() {
+        let child = sleeper();
+        let opts = SampleOptions {
+            show_args: true,
+            entry_trace_depth: None,
+            ..SampleOptions::default()
+        };
+        let s = sample(child.0.id(), &opts, &HashCache::new(8)).unwrap();
+        assert_eq!(s.entrypoint.unwrap(), ["sleep", "30"]);
+        assert!(s.entry_trace.is_none());
+    }
+
+    #[test]
+    fn caps_leave_files_listed_without_hashes() {
+        let child = sleeper();
+        let opts = SampleOptions {
+            limits: Limits {
+                max_libs: 1,
+                max_hash_bytes_per_container: 1,
+            },
+            ..SampleOptions::default()
+        };
+        let s = sample(child.0.id(), &opts, &HashCache::new(8)).unwrap();
+        let exe = s.executable.unwrap();
+        assert_eq!(exe.capped, Some(Capped::MaxHashBytes));
+        assert!(exe.sha256.is_none() && exe.build_id.is_some());
+        assert!(s.loaded_libs.len() >= 2, "{:?}", s.loaded_libs);
+        assert_eq!(s.loaded_libs[0].capped, Some(Capped::MaxHashBytes));
+        assert!(s.loaded_libs[0].build_id.is_some());
+        for lib in &s.loaded_libs[1..] {
+            assert_eq!(lib.capped, Some(Capped::MaxLibs));
+            assert!(lib.sha256.is_none() && lib.build_id.is_none());
+        }
+        assert_eq!(s.hashed_bytes, 0);
+    }
+
+    #[test]
+    fn missing_pid_is_no_such_process() {
+        let opts = SampleOptions::default();
+        let err = sample(u32::MAX - 1, &opts, &HashCache::new(8)).unwrap_err();
+        assert!(matches!(err, Error::NoSuchProcess { .. }), "{err}");
+        assert!(err.to_string().contains("no such process"));
+    }
+
+    #[test]
+    fn zombie_is_reported_as_exited() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let stat = PathBuf::from(format!("/proc/{}/stat", child.id()));
+        for _ in 0..400 {
+            if fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let err = sample(child.id(), &SampleOptions::default(), &HashCache::new(8)).unwrap_err();
+        assert!(matches!(err, Error::ProcessExited { .. }), "{err}");
+        child.wait().unwrap();
+        let err = sample(child.id(), &SampleOptions::default(), &HashCache::new(8)).unwrap_err();
+        assert!(matches!(err, Error::NoSuchProcess { .. }), "{err}");
+    }
+
+    /// A fake procfs: a maps file naming files of this machine, whose `root` is a directory
+    /// in which one library was replaced by another inode, one is a FIFO and one is missing.
+    #[test]
+    fn fake_proc_root_checks_inodes_and_never_blocks() {
+        let tmp = crate::testutil::TempDir::new("fakeproc");
+        let base = tmp.path().to_path_buf();
+        let me = std::process::id();
+        let pid_dir = base.join("4242");
+        fs::create_dir_all(pid_dir.join("root/lib")).unwrap();
+        fs::create_dir_all(pid_dir.join("map_files")).unwrap();
+        fs::copy(format!("/proc/{me}/stat"), pid_dir.join("stat")).unwrap();
+        fs::write(pid_dir.join("cmdline"), b"/bin/app\0--secret=1\0").unwrap();
+        std::os::unix::fs::symlink("/bin/true", pid_dir.join("exe")).unwrap();
+
+        fs::copy("/bin/true", pid_dir.join("root/lib/good.so")).unwrap();
+        fs::copy("/bin/true", pid_dir.join("root/lib/replaced.so")).unwrap();
+        let status = Command::new("mkfifo")
+            .arg(pid_dir.join("root/lib/fifo.so"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        use std::os::unix::fs::MetadataExt;
+        let good = fs::metadata(pid_dir.join("root/lib/good.so"))
+            .unwrap()
+            .ino();
+        let fifo = fs::metadata(pid_dir.join("root/lib/fifo.so"))
+            .unwrap()
+            .ino();
+        let maps = format!(
+            "7f00-7f01 r-xp 00000000 08:01 {good} /lib/good.so\n\
+             7f10-7f11 r-xp 00000000 08:01 1 /lib/replaced.so\n\
+             7f20-7f21 r-xp 00000000 08:01 {fifo} /lib/fifo.so\n\
+             7f30-7f31 r-xp 00000000 08:01 5 /lib/missing.so (deleted)\n\
+             7f40-7f41 r--p 00000000 08:01 6 /lib/data.bin\n"
+        );
+        fs::write(pid_dir.join("maps"), maps).unwrap();
+        // map_files fallback for the replaced one.
+        std::os::unix::fs::symlink("/bin/true", pid_dir.join("map_files/7f10-7f11")).unwrap();
+
+        let opts = SampleOptions {
+            proc_root: base.clone(),
+            show_args: false,
+            ..SampleOptions::default()
+        };
+        let s = sample(4242, &opts, &HashCache::new(8)).unwrap();
+        let truesum = crate::hashing::sha256_file(Path::new("/bin/true"))
+            .unwrap()
+            .sha256;
+        let by_path = |p: &str| s.loaded_libs.iter().find(|l| l.path == p).unwrap();
+        assert_eq!(s.loaded_libs.len(), 4, "data files are not libs");
+        assert_eq!(by_path("/lib/good.so").sha256.as_deref(), Some(&*truesum));
+        assert_eq!(
+            by_path("/lib/replaced.so").sha256.as_deref(),
+            Some(&*truesum)
+        );
+        assert!(by_path("/lib/fifo.so").sha256.is_none());
+        assert!(by_path("/lib/missing.so").deleted);
+        assert!(by_path("/lib/missing.so").sha256.is_none());
+        let text = s.warnings.join("\n");
+        assert!(text.contains("/lib/fifo.so: not readable"), "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+        assert!(text.contains("/lib/missing.so: not readable"), "{text}");
+        assert!(!text.contains("replaced.so"), "{text}");
+        assert!(!s.partial);
+        assert!(s.entrypoint.is_none());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+    }
+
+    /// A fake procfs process with two libraries readable through its root.
+    fn fake_process(name: &str) -> (crate::testutil::TempDir, String) {
+        let tmp = crate::testutil::TempDir::new(&format!("fake-{name}"));
+        let base = tmp.path().to_path_buf();
+        let pid_dir = base.join("4242");
+        fs::create_dir_all(pid_dir.join("root/lib")).unwrap();
+        let stat = fs::read_to_string(format!("/proc/{}/stat", std::process::id())).unwrap();
+        fs::write(pid_dir.join("stat"), &stat).unwrap();
+        fs::write(pid_dir.join("cmdline"), b"/bin/app\0").unwrap();
+        std::os::unix::fs::symlink("/bin/true", pid_dir.join("exe")).unwrap();
+        let mut maps = String::new();
+        for (i, lib) in ["a.so", "b.so"].iter().enumerate() {
+            let path = pid_dir.join("root/lib").join(lib);
+            fs::copy("/bin/true", &path).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            let ino = fs::metadata(&path).unwrap().ino();
+            maps.push_str(&format!(
+                "7f{i}0-7f{i}1 r-xp 00000000 08:01 {ino} /lib/{lib}\n"
+            ));
+        }
+        fs::write(pid_dir.join("maps"), maps).unwrap();
+        (tmp, stat)
+    }
+
+    #[test]
+    fn process_vanishing_mid_sample_gives_a_partial_result() {
+        let (tmp, _) = fake_process("vanish");
+        let base = tmp.path().to_path_buf();
+        AFTER_MAPS.with(|h| {
+            *h.borrow_mut() = Some(Box::new(|dir: &Path| {
+                let _ = fs::remove_dir_all(dir);
+            }))
+        });
+        let opts = SampleOptions {
+            proc_root: base.clone(),
+            ..SampleOptions::default()
+        };
+        let s = sample(4242, &opts, &HashCache::new(8));
+        AFTER_MAPS.with(|h| *h.borrow_mut() = None);
+        let s = s.unwrap();
+        assert!(s.partial);
+        assert!(
+            s.warnings.iter().any(|w| w.contains("partial")),
+            "{:?}",
+            s.warnings
+        );
+        // What the maps showed is still listed, without hashes.
+        let paths: Vec<&str> = s.loaded_libs.iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(paths, ["/lib/a.so", "/lib/b.so"]);
+        assert!(s.loaded_libs.iter().all(|l| l.sha256.is_none()));
+    }
+
+    #[test]
+    fn pid_reused_mid_sample_is_sampled_again() {
+        let (tmp, stat) = fake_process("reuse");
+        let base = tmp.path().to_path_buf();
+        let mut fired = false;
+        AFTER_MAPS.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |dir: &Path| {
+                if !fired {
+                    fired = true;
+                    // Same pid, later start time: another process.
+                    let after_comm = stat.rfind(')').unwrap() + 2;
+                    let mut fields: Vec<&str> = stat[after_comm..].split(' ').collect();
+                    let later = (fields[19].parse::<u64>().unwrap() + 1).to_string();
+                    fields[19] = &later;
+                    let new = format!("{}{}", &stat[..after_comm], fields.join(" "));
+                    fs::write(dir.join("stat"), new).unwrap();
+                }
+            }))
+        });
+        let opts = SampleOptions {
+            proc_root: base.clone(),
+            ..SampleOptions::default()
+        };
+        let s = sample(4242, &opts, &HashCache::new(8));
+        AFTER_MAPS.with(|h| *h.borrow_mut() = None);
+        let s = s.unwrap();
+        assert!(!s.partial, "{:?}", s.warnings);
+        assert!(
+            s.warnings.iter().any(|w| w.contains("sampled again")),
+            "{:?}",
+            s.warnings
+        );
+        assert!(s.loaded_libs.iter().all(|l| l.sha256.is_some()));
+    }
+
+    #[test]
+    fn json_shape() {
+        let s = ProcessSample {
+            pid: 7,
+            executable: Some(Executable {
+                path: "/bin/app".into(),
+                sha256: Some("ab".into()),
+                build_id: None,
+                deleted: false,
+                capped: None,
+            }),
+            loaded_libs: vec![LoadedLib {
+                path: "/lib/x.so".into(),
+                inode: 9,
+                sha256: None,
+                build_id: Some("cd".into()),
+                deleted: true,
+                capped: Some(Capped::MaxLibs),
+            }],
+            entrypoint: None,
+            entry_trace: None,
+            hashed_bytes: 2,
+            partial: false,
+            warnings: vec![],
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({
+                "pid": 7,
+                "executable": {"path": "/bin/app", "sha256": "ab", "buildId": null},
+                "loadedLibs": [{"path": "/lib/x.so", "inode": 9, "sha256": null,
+                                "buildId": "cd", "deleted": true, "capped": "maxLibs"}],
+                "hashedBytes": 2,
+                "partial": false,
+                "warnings": []
+            })
+        );
+    }
+
+    #[test]
+    fn cmdline_splitting() {
+        assert_eq!(split_cmdline(b"sleep\x0030\x00"), ["sleep", "30"]);
+        assert_eq!(split_cmdline(b"a\x00\x00b\x00"), ["a", "", "b"]);
+        assert_eq!(
+            split_cmdline(b"nginx: worker process"),
+            ["nginx: worker process"]
+        );
+        assert!(split_cmdline(b"").is_empty());
+    }
+
+    #[test]
+    fn deleted_suffix() {
+        assert_eq!(strip_deleted("/a (deleted)"), ("/a".into(), true));
+        assert_eq!(strip_deleted("/a"), ("/a".into(), false));
+    }
+}
