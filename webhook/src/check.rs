@@ -116,7 +116,7 @@ pub fn check(
         namespace,
         &subject.workload,
         &applying,
-        &|_| ImageFacts::not_checked(),
+        &|_, _| ImageFacts::not_checked(),
     );
     if !offline && !evaluation.not_checked.is_empty() {
         return Err(CheckError::NeedsRegistry(evaluation.not_checked.join(", ")));

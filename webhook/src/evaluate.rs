@@ -41,6 +41,16 @@ pub struct ImageFacts {
 }
 
 impl ImageFacts {
+    /// The registry (or backend) could not answer any question about the image.
+    pub fn unavailable(message: &str) -> Self {
+        Self {
+            digest: Check::Unavailable(message.to_string()),
+            signed: Check::Unavailable(message.to_string()),
+            sbom: Check::Unavailable(message.to_string()),
+            base_digest: Check::Unavailable(message.to_string()),
+        }
+    }
+
     pub fn not_checked() -> Self {
         Self {
             digest: Check::NotChecked,
@@ -79,13 +89,13 @@ enum Finding {
 
 /// Decides on `workload` in `namespace` under `policies`, the policies that govern the
 /// namespace (see [`governing`]). `facts` answers the registry questions for one image
-/// reference.
+/// reference under one policy (signatures are checked against that policy's keys).
 pub fn evaluate(
     admission_id: &str,
     namespace: &str,
     workload: &Workload,
     policies: &[Governing<'_>],
-    facts: &dyn Fn(&str) -> ImageFacts,
+    facts: &dyn Fn(&str, &Governing<'_>) -> ImageFacts,
 ) -> Evaluation {
     let mut warnings = Vec::new();
     let mut not_checked = Vec::new();
@@ -98,23 +108,27 @@ pub fn evaluate(
             continue;
         }
         let parsed = ImageReference::parse(&container.image);
-        let image_facts = facts(&container.image);
         let mut entry = ImageDecision {
             name: container.image.clone(),
-            resolved: match (&parsed, &image_facts.digest) {
-                (Ok(r), Check::Known(d)) => Some(format!("{}/{}@{d}", r.registry, r.repository)),
-                (Ok(r), _) => r
-                    .digest
+            resolved: parsed.as_ref().ok().and_then(|r| {
+                r.digest
                     .as_ref()
-                    .map(|d| format!("{}/{}@{d}", r.registry, r.repository)),
-                _ => None,
-            },
-            signed: known(&image_facts.signed),
-            has_sbom_referrers: known(&image_facts.sbom),
+                    .map(|d| format!("{}/{}@{d}", r.registry, r.repository))
+            }),
+            signed: None,
+            has_sbom_referrers: None,
             policy_verdict: Verdict::Pass,
             reasons: Vec::new(),
         };
         for policy in policies {
+            let image_facts = facts(&container.image, policy);
+            if let (Ok(r), Check::Known(d)) = (&parsed, &image_facts.digest) {
+                entry.resolved = Some(format!("{}/{}@{d}", r.registry, r.repository));
+            }
+            // Each policy verifies against its own keys; the image counts as signed (or as
+            // having an SBOM) only when every policy that asked agrees.
+            merge_known(&mut entry.signed, &image_facts.signed);
+            merge_known(&mut entry.has_sbom_referrers, &image_facts.sbom);
             let findings = match &parsed {
                 Ok(reference) => gates(policy.spec, reference, &image_facts),
                 Err(e) => vec![Finding::Violation(format!("invalid image reference: {e}"))],
@@ -234,10 +248,9 @@ pub fn deny_message(decision: &AdmissionDecision) -> String {
     format!("zastava denied: {}", parts.join(" | "))
 }
 
-fn known<T: Clone>(check: &Check<T>) -> Option<T> {
-    match check {
-        Check::Known(v) => Some(v.clone()),
-        _ => None,
+fn merge_known(merged: &mut Option<bool>, check: &Check<bool>) {
+    if let Check::Known(value) = check {
+        *merged = Some(merged.unwrap_or(true) && *value);
     }
 }
 
@@ -358,7 +371,9 @@ mod tests {
             .iter()
             .map(|(name, spec)| Governing { name, spec })
             .collect();
-        evaluate("uid-1", "team-a", workload, &governing, &|_| facts.clone())
+        evaluate("uid-1", "team-a", workload, &governing, &|_, _| {
+            facts.clone()
+        })
     }
 
     fn facts(signed: Check<bool>, sbom: Check<bool>) -> ImageFacts {

@@ -1,8 +1,296 @@
 //! zastava-webhook: admission decisions driven by ZastavaPolicy objects.
 //!
 //! The decision is a pure function ([`evaluate::evaluate`]) of the policies, the workload and
-//! what the registry says about each image; the server and the `check` CLI only fetch and call.
+//! what the registry says about each image; the server ([`server`]) and the `check` CLI only
+//! fetch and call.
 
+pub mod admission;
+pub mod cache;
 pub mod check;
 pub mod evaluate;
+pub mod metrics;
+pub mod policies;
+pub mod registry;
+pub mod server;
+pub mod tls;
 pub mod workload;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use zastava_crds::ZastavaPolicy;
+
+use crate::cache::{TtlCache, Ttls};
+use crate::metrics::Metrics;
+use crate::policies::PolicySet;
+use crate::registry::Registry;
+use crate::server::App;
+use crate::tls::{certified_key, CertStore, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("probe server: {0}")]
+    Probes(std::io::Error),
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeConfig {
+    /// Zastava's own namespace: the TLS Secret and key Secrets live here; never governed.
+    #[arg(long, env = "ZASTAVA_NAMESPACE", default_value = "zastava-system")]
+    pub namespace: String,
+    /// HTTPS address of `POST /validate`.
+    #[arg(long, env = "ZASTAVA_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Plain-HTTP address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "ZASTAVA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// The `kubernetes.io/tls` Secret (in `namespace`) holding the serving certificate; reloaded
+    /// whenever it changes.
+    #[arg(
+        long,
+        env = "ZASTAVA_WEBHOOK_TLS_SECRET",
+        default_value = "zastava-webhook-tls"
+    )]
+    pub tls_secret: String,
+    /// Registries (`host:port`) spoken to over plain HTTP, comma-separated.
+    #[arg(long, env = "ZASTAVA_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Timeout of each registry call, in milliseconds.
+    #[arg(long, env = "ZASTAVA_REGISTRY_TIMEOUT_MS", default_value_t = 3000)]
+    pub registry_timeout_ms: u64,
+    /// Image digests (and tag resolutions) kept in the verdict cache.
+    #[arg(long, env = "ZASTAVA_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub cache_capacity: u64,
+    /// Seconds open connections get to finish after SIGTERM.
+    #[arg(long, env = "ZASTAVA_DRAIN_SECONDS", default_value_t = 10)]
+    pub drain_seconds: u64,
+}
+
+/// The shared state of the servers; `client` and `namespaces` are `None` only in tests and
+/// benchmarks, which install policies themselves.
+pub fn app(
+    config: &ServeConfig,
+    client: Option<Client>,
+    namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+) -> Arc<App> {
+    let metrics = Metrics::new();
+    let set = PolicySet::default();
+    let (positive, negative) = set.ttls();
+    let ttls = Arc::new(Ttls::new(positive, negative));
+    Arc::new(App {
+        policies: RwLock::new(Arc::new(set)),
+        registry: Registry::new(
+            config.insecure_registries.clone(),
+            Duration::from_millis(config.registry_timeout_ms),
+            metrics.clone(),
+        ),
+        resolved: TtlCache::new(config.cache_capacity, ttls.clone()),
+        facts: TtlCache::new(config.cache_capacity, ttls.clone()),
+        ttls,
+        metrics,
+        namespaces,
+        client,
+        zastava_namespace: config.namespace.clone(),
+        ready: Default::default(),
+        certs: Arc::new(CertStore::default()),
+    })
+}
+
+/// Runs the webhook until SIGTERM/SIGINT.
+pub async fn serve(config: ServeConfig) -> Result<(), Error> {
+    let client = Client::try_default().await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; draining");
+        let _ = stop_tx.send(true);
+    });
+
+    let (ns_store, ns_writer) = reflector::store();
+    let namespaces = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    tokio::spawn(
+        reflector::reflector(ns_writer, namespaces).for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "namespace watch");
+            }
+        }),
+    );
+    let app = app(&config, Some(client.clone()), Some(ns_store));
+
+    let probes = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|error| Error::Listen {
+            addr: config.http_addr,
+            error,
+        })?;
+    let mut probe_stop = stop_rx.clone();
+    let probe_router = server::probe_router(app.clone());
+    let probe_server = tokio::spawn(async move {
+        axum::serve(probes, probe_router)
+            .with_graceful_shutdown(async move {
+                let _ = probe_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
+
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|error| Error::Listen {
+            addr: config.addr,
+            error,
+        })?;
+    tracing::info!(addr = %config.addr, http = %config.http_addr, "serving admission reviews");
+    server::serve_tls(
+        listener,
+        app.certs.clone(),
+        server::admission_router(app.clone()),
+        stop_rx,
+        Duration::from_secs(config.drain_seconds),
+    )
+    .await;
+    match probe_server.await {
+        Ok(result) => result.map_err(Error::Probes),
+        Err(e) => {
+            tracing::error!(error = %e, "probe server task failed");
+            Ok(())
+        }
+    }
+}
+
+/// Keeps the policy set and the serving certificate in step with the cluster: reflectors on
+/// the ZastavaPolicy objects and on the Secrets of Zastava's namespace, and a rebuild after
+/// every change. Marks the app ready once both have synced and a certificate is loaded.
+async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
+    let changed = Arc::new(Notify::new());
+    let (policy_store, policy_writer) = reflector::store::<ZastavaPolicy>();
+    let (secret_store, secret_writer) = reflector::store::<Secret>();
+    let notify = changed.clone();
+    let policies = reflector::reflector(
+        policy_writer,
+        watcher(
+            Api::<ZastavaPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .touched_objects()
+    .map_ok(move |_| notify.notify_one());
+    let notify = changed.clone();
+    let secrets = reflector::reflector(
+        secret_writer,
+        watcher(
+            Api::<Secret>::namespaced(client, &config.namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .touched_objects()
+    .map_ok(move |_| notify.notify_one());
+    tokio::spawn(policies.for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "ZastavaPolicy watch");
+        }
+    }));
+    tokio::spawn(secrets.for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "Secret watch");
+        }
+    }));
+    if policy_store.wait_until_ready().await.is_err()
+        || secret_store.wait_until_ready().await.is_err()
+    {
+        tracing::error!("reflectors stopped before syncing");
+        return;
+    }
+
+    let mut last_problems = Vec::new();
+    let mut last_tls = None;
+    loop {
+        let set = PolicySet::build(&policy_store.state(), &secret_store.state());
+        if set.problems != last_problems {
+            for problem in &set.problems {
+                tracing::warn!(%problem, "policy key not used");
+            }
+            last_problems = set.problems.clone();
+        }
+        tracing::info!(policies = %set.fingerprint(), "policies in force");
+        app.set_policies(set);
+
+        let tls = secret_store
+            .get(&reflector::ObjectRef::new(&config.tls_secret).within(&config.namespace));
+        let version = tls
+            .as_ref()
+            .and_then(|s| s.metadata.resource_version.clone());
+        if version != last_tls {
+            match tls.as_deref().map(load_tls_secret) {
+                Some(Ok(key)) => {
+                    app.certs.set(key);
+                    app.metrics.tls_reloads.with_label_values(&["loaded"]).inc();
+                    tracing::info!(secret = %config.tls_secret, resource_version = ?version, "serving certificate loaded");
+                }
+                Some(Err(e)) => {
+                    app.metrics
+                        .tls_reloads
+                        .with_label_values(&["invalid"])
+                        .inc();
+                    tracing::error!(secret = %config.tls_secret, error = %e, "TLS Secret unusable; keeping the previous certificate");
+                }
+                None => {
+                    tracing::warn!(secret = %config.tls_secret, namespace = %config.namespace, "TLS Secret not found yet; waiting for it")
+                }
+            }
+            last_tls = version;
+        }
+        app.ready.store(app.certs.is_loaded(), Ordering::Relaxed);
+        changed.notified().await;
+    }
+}
+
+fn load_tls_secret(secret: &Secret) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let data = secret.data.as_ref();
+    let entry = |key: &'static str| {
+        data.and_then(|d| d.get(key))
+            .map(|b| b.0.as_slice())
+            .ok_or(TlsError::MissingEntry(key))
+    };
+    certified_key(entry("tls.crt")?, entry("tls.key")?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the webhook");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -15,6 +15,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the admission webhook against the cluster (in-cluster config or KUBECONFIG).
+    Serve {
+        #[command(flatten)]
+        config: zastava_webhook::ServeConfig,
+        /// Log format; the level comes from RUST_LOG (default info).
+        #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value = "json")]
+        log_format: LogFormat,
+    },
     /// Evaluate ZastavaPolicy documents against a Pod, workload or AdmissionReview and print
     /// the admission decision JSON. Exit 0 when allowed, 1 when denied, 2 on unusable input.
     Check {
@@ -45,21 +53,74 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
 fn main() -> ExitCode {
-    let Command::Check {
+    match Cli::parse().command {
+        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::Check {
+            policy,
+            object,
+            namespace,
+            namespace_labels,
+            zastava_namespace,
+            offline,
+        } => check_command(
+            &policy,
+            &object,
+            namespace,
+            namespace_labels,
+            &zastava_namespace,
+            offline,
+        ),
+    }
+}
+
+fn serve(config: zastava_webhook::ServeConfig, log_format: LogFormat) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    // kube speaks rustls with ring, the registry client with aws-lc-rs: name the process-wide
+    // default so neither has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("zastava-webhook: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(zastava_webhook::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "zastava-webhook stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_command(
+    policy: &[PathBuf],
+    object: &PathBuf,
+    namespace: Option<String>,
+    namespace_labels: Vec<(String, String)>,
+    zastava_namespace: &str,
+    offline: bool,
+) -> ExitCode {
+    match run_check(
         policy,
         object,
         namespace,
-        namespace_labels,
-        zastava_namespace,
-        offline,
-    } = Cli::parse().command;
-    match run_check(
-        &policy,
-        &object,
-        namespace,
         namespace_labels.into_iter().collect(),
-        &zastava_namespace,
+        zastava_namespace,
         offline,
     ) {
         Ok(Decision::Allow) => ExitCode::SUCCESS,

@@ -1,0 +1,147 @@
+//! The webhook's Prometheus registry (names from DESIGN.md where it gives them).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `zastava_admission_decisions_total{decision}`: Allow, Deny, and `error` for HTTP 400s.
+    pub decisions: IntCounterVec,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    /// Admissions in fail-open namespaces that a failed verification would have denied.
+    pub fail_open: IntCounter,
+    pub backend_failures: IntCounter,
+    /// `zastava_runtime_backend_latency_ms{endpoint}`.
+    pub backend_latency: HistogramVec,
+    /// Registry failures by kind (`unreachable`, `timeout`, `server_error`, ...).
+    pub registry_failures: IntCounterVec,
+    /// Registry calls by operation (`resolve`, `manifest`, `referrers`, `blob`, ...).
+    pub registry_latency: HistogramVec,
+    /// The whole decision, from body received to response ready.
+    pub decision_latency: Histogram,
+    /// ZastavaPolicy objects the webhook currently enforces.
+    pub policies: IntGauge,
+    /// Certificate reloads from the TLS Secret, by result.
+    pub tls_reloads: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let histogram_vec = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique");
+            h
+        };
+        let decisions = counter_vec(
+            "zastava_admission_decisions_total",
+            "Admission decisions by result (Allow, Deny, error)",
+            &["decision"],
+        );
+        let cache_hits = counter(
+            "zastava_admission_cache_hits_total",
+            "Image lookups answered from the verdict cache",
+        );
+        let cache_misses = counter(
+            "zastava_admission_cache_misses_total",
+            "Image lookups that went to the registry",
+        );
+        let fail_open = counter(
+            "zastava_admission_fail_open_total",
+            "Workloads admitted in fail-open namespaces although verification could not complete",
+        );
+        let backend_failures = counter(
+            "zastava_backend_failures_total",
+            "Backend calls that failed (timeout, 5xx, 429, unreachable)",
+        );
+        let backend_latency = histogram_vec(
+            "zastava_runtime_backend_latency_ms",
+            "Backend call latency in milliseconds",
+            &["endpoint"],
+            vec![
+                1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+            ],
+        );
+        let registry_failures = counter_vec(
+            "zastava_registry_failures_total",
+            "Registry calls that failed, by kind",
+            &["kind"],
+        );
+        let registry_latency = histogram_vec(
+            "zastava_registry_latency_seconds",
+            "Registry call latency by operation",
+            &["operation"],
+            LATENCY_BUCKETS.to_vec(),
+        );
+        let decision_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "zastava_admission_latency_seconds",
+                "Time to decide one AdmissionReview",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(decision_latency.clone()))
+            .expect("unique");
+        let policies = IntGauge::new(
+            "zastava_webhook_policies",
+            "ZastavaPolicy objects the webhook enforces",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(policies.clone()))
+            .expect("unique");
+        let tls_reloads = counter_vec(
+            "zastava_webhook_tls_reloads_total",
+            "Serving certificate loads from the TLS Secret, by result",
+            &["result"],
+        );
+        Self {
+            registry,
+            decisions,
+            cache_hits,
+            cache_misses,
+            fail_open,
+            backend_failures,
+            backend_latency,
+            registry_failures,
+            registry_latency,
+            decision_latency,
+            policies,
+            tls_reloads,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("text encoding into a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,218 @@
+//! The policies in force, as the webhook sees them: every `ZastavaPolicy` object with its
+//! cosign keys resolved (inline PEM and Secrets in Zastava's namespace). Built by a pure
+//! function from what the reflectors hold; the server swaps the whole set atomically.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use sigstore::crypto::CosignVerificationKey;
+use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
+use zastava_crds::ZastavaPolicy;
+
+use crate::evaluate::Governing;
+
+/// One policy with the keys that parsed.
+pub struct ActivePolicy {
+    pub name: String,
+    pub generation: i64,
+    pub spec: ZastavaPolicySpec,
+    pub keys: Vec<CosignVerificationKey>,
+}
+
+impl ActivePolicy {
+    pub fn governing(&self) -> Governing<'_> {
+        Governing {
+            name: &self.name,
+            spec: &self.spec,
+        }
+    }
+
+    /// Whether deciding under this policy needs what the registry says about an image.
+    pub fn needs_registry(&self) -> bool {
+        let verify = &self.spec.verify;
+        verify.signature.required
+            || verify.sbom_referrer.required
+            || !self.spec.images.allowed_base_images.is_empty()
+    }
+}
+
+/// Every policy in force, sorted by name.
+#[derive(Default)]
+pub struct PolicySet {
+    pub policies: Vec<ActivePolicy>,
+    /// Problems met while resolving keys, as `policy: problem` (the operator reports the same
+    /// on the policy's status; the webhook logs them and enforces the keys that parsed).
+    pub problems: Vec<String>,
+}
+
+impl PolicySet {
+    /// Builds the set from the policy objects and the Secrets of Zastava's namespace.
+    pub fn build(policies: &[Arc<ZastavaPolicy>], secrets: &[Arc<Secret>]) -> Self {
+        let secrets: BTreeMap<&str, &Secret> = secrets
+            .iter()
+            .filter_map(|s| Some((s.metadata.name.as_deref()?, s.as_ref())))
+            .collect();
+        let mut problems = Vec::new();
+        let mut active: Vec<ActivePolicy> = policies
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let mut keys = Vec::new();
+                for (index, key) in p.spec.verify.signature.keys.iter().enumerate() {
+                    let pem = match (&key.pem, &key.secret_ref) {
+                        (Some(pem), _) => Ok(pem.as_bytes().to_vec()),
+                        (None, Some(r)) => secrets
+                            .get(r.name.as_str())
+                            .and_then(|s| s.data.as_ref()?.get(&r.key))
+                            .map(|b| b.0.clone())
+                            .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key)),
+                        (None, None) => Err("neither pem nor secretRef".to_string()),
+                    };
+                    match pem.and_then(|pem| {
+                        CosignVerificationKey::try_from_pem(&pem).map_err(|e| e.to_string())
+                    }) {
+                        Ok(k) => keys.push(k),
+                        Err(e) => problems.push(format!(
+                            "{name}: spec.verify.signature.keys[{index}] ({}): {e}",
+                            key.name
+                        )),
+                    }
+                }
+                if !p.spec.verify.signature.keyless.is_empty() {
+                    problems.push(format!(
+                        "{name}: keyless identities are not verified by this webhook (no Fulcio/Rekor trust root); only keys count"
+                    ));
+                }
+                ActivePolicy {
+                    name,
+                    generation: p.metadata.generation.unwrap_or_default(),
+                    spec: p.spec.clone(),
+                    keys,
+                }
+            })
+            .collect();
+        active.sort_by(|a, b| a.name.cmp(&b.name));
+        Self {
+            policies: active,
+            problems,
+        }
+    }
+
+    /// `name@generation,...`: changes exactly when some policy's spec changes.
+    pub fn fingerprint(&self) -> String {
+        self.policies
+            .iter()
+            .map(|p| format!("{}@{}", p.name, p.generation))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The cache TTLs: the shortest any policy asks for (defaults without policies).
+    pub fn ttls(&self) -> (Duration, Duration) {
+        let defaults = CacheSettings::default();
+        let positive = self
+            .policies
+            .iter()
+            .map(|p| p.spec.cache.ttl_seconds)
+            .min()
+            .unwrap_or(defaults.ttl_seconds);
+        let negative = self
+            .policies
+            .iter()
+            .map(|p| p.spec.cache.negative_ttl_seconds)
+            .min()
+            .unwrap_or(defaults.negative_ttl_seconds);
+        (
+            Duration::from_secs(positive.into()),
+            Duration::from_secs(negative.into()),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ActivePolicy> {
+        self.policies
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.policies[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A P-256 public key PEM, the kind `cosign generate-key-pair` writes.
+    fn pem() -> String {
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .public_key_pem()
+    }
+
+    fn policy(name: &str, generation: i64, spec: serde_json::Value) -> Arc<ZastavaPolicy> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "ZastavaPolicy",
+                "metadata": {"name": name, "generation": generation}, "spec": spec
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn secret(name: &str, key: &str, value: &str) -> Arc<Secret> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "data": {key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, value)}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn keys_resolve_inline_and_from_secrets_and_bad_ones_are_named() {
+        let p = policy(
+            "p",
+            3,
+            json!({"verify": {"signature": {"required": true, "keys": [
+                {"name": "inline", "pem": pem()},
+                {"name": "stored", "secretRef": {"name": "k"}},
+                {"name": "broken", "pem": "garbage"},
+                {"name": "missing", "secretRef": {"name": "nope"}},
+            ]}}}),
+        );
+        let set = PolicySet::build(&[p], &[secret("k", "cosign.pub", &pem())]);
+        let active = set.get("p").unwrap();
+        assert_eq!(active.keys.len(), 2);
+        assert!(active.needs_registry());
+        assert_eq!(set.problems.len(), 2, "{:?}", set.problems);
+        assert!(set.problems[0].starts_with("p: spec.verify.signature.keys[2] (broken): "));
+        assert_eq!(
+            set.problems[1],
+            "p: spec.verify.signature.keys[3] (missing): Secret nope has no key cosign.pub"
+        );
+    }
+
+    #[test]
+    fn fingerprint_and_ttls_follow_the_policies() {
+        let a = policy(
+            "a",
+            1,
+            json!({"cache": {"ttlSeconds": 60, "negativeTtlSeconds": 5}}),
+        );
+        let b = policy("b", 2, json!({"images": {"bannedTags": ["latest"]}}));
+        let set = PolicySet::build(&[b.clone(), a], &[]);
+        assert_eq!(set.fingerprint(), "a@1,b@2");
+        assert_eq!(
+            set.ttls(),
+            (Duration::from_secs(60), Duration::from_secs(5))
+        );
+        assert!(!set.get("b").unwrap().needs_registry());
+        assert_eq!(
+            PolicySet::build(&[b], &[]).ttls(),
+            (Duration::from_secs(300), Duration::from_secs(30))
+        );
+    }
+}

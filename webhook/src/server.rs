@@ -1,0 +1,438 @@
+//! The admission server: decodes the review, gathers what the registry says about each image
+//! (through the caches), lets [`evaluate`](crate::evaluate::evaluate) decide, and answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client};
+use oci_client::secrets::RegistryAuth;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use zastava_crds::contracts::{canonical_json, Decision};
+use zastava_crds::image::ImageReference;
+
+use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
+use crate::cache::{Lookup, TtlCache, Ttls};
+use crate::evaluate::{deny_message, evaluate, governing, Check, Governing, ImageFacts};
+use crate::metrics::Metrics;
+use crate::policies::PolicySet;
+use crate::registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
+use crate::tls::CertStore;
+
+/// Everything a decision needs, shared by all connections.
+pub struct App {
+    pub policies: RwLock<Arc<PolicySet>>,
+    pub registry: Registry,
+    /// Tag reference → digest.
+    pub resolved: TtlCache<String, String>,
+    /// `registry/repository@digest` → what the registry says about it.
+    pub facts: TtlCache<String, Arc<RegistryFacts>>,
+    pub ttls: Arc<Ttls>,
+    pub metrics: Metrics,
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    pub client: Option<Client>,
+    pub zastava_namespace: String,
+    /// Policies and Secrets synced and a certificate loaded.
+    pub ready: AtomicBool,
+    pub certs: Arc<CertStore>,
+}
+
+impl App {
+    pub fn policy_set(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs a new policy set; drops every cached fact when a policy changed.
+    pub fn set_policies(&self, set: PolicySet) {
+        let (positive, negative) = set.ttls();
+        self.ttls.set(positive, negative);
+        self.metrics.policies.set(set.policies.len() as i64);
+        let changed = self.policy_set().fingerprint() != set.fingerprint();
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        if changed {
+            self.resolved.invalidate_all();
+            self.facts.invalidate_all();
+        }
+    }
+
+    /// Answers one AdmissionReview body: the HTTP status and the JSON (or error text) to send.
+    pub async fn handle(&self, body: &[u8]) -> (StatusCode, String) {
+        let started = Instant::now();
+        let request = match admission::decode(body) {
+            Ok(request) => request,
+            Err(e) => {
+                self.metrics.decisions.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "unusable AdmissionReview");
+                return (StatusCode::BAD_REQUEST, format!("zastava: {e}\n"));
+            }
+        };
+        let response = match request {
+            Request::Skip { uid, why } => {
+                tracing::debug!(%uid, why, "admitted without a decision");
+                Response::allow(&uid)
+            }
+            Request::Reject { uid, message } => {
+                tracing::info!(%uid, %message, "denied an undecidable object");
+                Response::deny(&uid, message)
+            }
+            Request::Decide(review) => self.decide(*review).await,
+        };
+        let label = if response.allowed { "Allow" } else { "Deny" };
+        self.metrics.decisions.with_label_values(&[label]).inc();
+        self.metrics
+            .decision_latency
+            .observe(started.elapsed().as_secs_f64());
+        (StatusCode::OK, response.to_review().to_string())
+    }
+
+    async fn decide(&self, review: Review) -> Response {
+        let set = self.policy_set();
+        let labels = self.namespace_labels(&review.namespace).await;
+        let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
+        let applying = governing(&all, &review.namespace, &labels, &self.zastava_namespace);
+
+        let needs_registry = applying
+            .iter()
+            .filter_map(|g| set.get(g.name))
+            .any(|p| p.needs_registry());
+        let mut lookups: HashMap<String, Result<Arc<RegistryFacts>, Unavailable>> = HashMap::new();
+        if needs_registry {
+            let pull_secrets: Vec<String> = review
+                .workload
+                .spec
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .collect();
+            let mut images: Vec<String> = review
+                .workload
+                .images()
+                .into_iter()
+                .map(|c| c.image)
+                .collect();
+            images.sort();
+            images.dedup();
+            let found = futures::future::join_all(
+                images
+                    .iter()
+                    .map(|image| self.lookup(image, &review.namespace, &pull_secrets)),
+            )
+            .await;
+            for (image, result) in images.into_iter().zip(found) {
+                if let Some(result) = result {
+                    lookups.insert(image, result);
+                }
+            }
+        }
+
+        let facts = |image: &str, policy: &Governing<'_>| -> ImageFacts {
+            let (Some(result), Some(active)) = (lookups.get(image), set.get(policy.name)) else {
+                return ImageFacts::not_checked();
+            };
+            match result {
+                Ok(f) => ImageFacts {
+                    digest: Check::Known(f.digest.clone()),
+                    signed: if active.spec.verify.signature.required || !active.keys.is_empty() {
+                        Check::Known(f.signed_by(&active.keys))
+                    } else {
+                        Check::NotChecked
+                    },
+                    sbom: Check::Known(
+                        f.has_sbom(&active.spec.verify.sbom_referrer.artifact_types),
+                    ),
+                    base_digest: Check::Known(f.base_digest.clone()),
+                },
+                Err(e) => ImageFacts::unavailable(&e.to_string()),
+            }
+        };
+        let evaluation = evaluate(
+            &review.uid,
+            &review.namespace,
+            &review.workload,
+            &applying,
+            &facts,
+        );
+
+        let decision = &evaluation.decision;
+        match canonical_json(decision) {
+            Ok(json) => tracing::info!(
+                uid = %review.uid,
+                namespace = %review.namespace,
+                operation = %review.operation,
+                kind = %review.workload.kind,
+                decision = %json,
+                "admission decision"
+            ),
+            Err(e) => tracing::error!(uid = %review.uid, error = %e, "cannot serialize decision"),
+        }
+
+        let mut response = match decision.decision {
+            Decision::Allow => Response::allow(&review.uid),
+            Decision::Deny => Response::deny(&review.uid, deny_message(decision)),
+        };
+        response.warnings = evaluation.warnings.clone();
+        response.warnings.extend(
+            evaluation
+                .not_checked
+                .iter()
+                .map(|gate| format!("not checked: {gate}")),
+        );
+        if evaluation.fail_open && decision.decision == Decision::Allow {
+            self.metrics.fail_open.inc();
+            response
+                .audit_annotations
+                .insert(FAIL_OPEN_ANNOTATION.to_string(), "true".to_string());
+        }
+        let audit: Vec<&String> = evaluation
+            .warnings
+            .iter()
+            .filter(|w| w.ends_with("(Audit: admitted)"))
+            .collect();
+        if !audit.is_empty() {
+            response.audit_annotations.insert(
+                AUDIT_ANNOTATION.to_string(),
+                audit
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        response
+    }
+
+    /// What the registry says about `image`, through the caches; `None` when the reference
+    /// does not parse (the evaluation reports that itself).
+    async fn lookup(
+        &self,
+        image: &str,
+        namespace: &str,
+        pull_secrets: &[String],
+    ) -> Option<Result<Arc<RegistryFacts>, Unavailable>> {
+        let reference = ImageReference::parse(image).ok()?;
+        Some(
+            self.lookup_reference(&reference, namespace, pull_secrets)
+                .await,
+        )
+    }
+
+    async fn lookup_reference(
+        &self,
+        reference: &ImageReference,
+        namespace: &str,
+        pull_secrets: &[String],
+    ) -> Result<Arc<RegistryFacts>, Unavailable> {
+        let repository = format!("{}/{}", reference.registry, reference.repository);
+        let digest = match &reference.digest {
+            Some(digest) => digest.clone(),
+            None => {
+                let key = format!(
+                    "{repository}:{}",
+                    reference.tag.as_deref().unwrap_or("latest")
+                );
+                let (digest, _) = self
+                    .resolved
+                    .get_or_load(key, |_| false, async {
+                        let auth = self
+                            .auth(namespace, pull_secrets, &reference.registry)
+                            .await;
+                        self.registry.resolve(reference, &auth).await
+                    })
+                    .await
+                    .map_err(|e| e.as_ref().clone())?;
+                digest
+            }
+        };
+        let (facts, lookup) = self
+            .facts
+            .get_or_load(
+                format!("{repository}@{digest}"),
+                |f: &Arc<RegistryFacts>| f.is_negative(),
+                async {
+                    let auth = self
+                        .auth(namespace, pull_secrets, &reference.registry)
+                        .await;
+                    self.registry
+                        .facts(&reference.registry, &reference.repository, &digest, &auth)
+                        .await
+                        .map(Arc::new)
+                },
+            )
+            .await
+            .map_err(|e| e.as_ref().clone())?;
+        match lookup {
+            Lookup::Hit => self.metrics.cache_hits.inc(),
+            Lookup::Miss => self.metrics.cache_misses.inc(),
+        }
+        Ok(facts)
+    }
+
+    /// Credentials for `registry` from the pod's `imagePullSecrets` (dockerconfigjson), else
+    /// anonymous. Read only on a cache miss.
+    async fn auth(&self, namespace: &str, pull_secrets: &[String], registry: &str) -> RegistryAuth {
+        let Some(client) = &self.client else {
+            return RegistryAuth::Anonymous;
+        };
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        for name in pull_secrets {
+            match secrets.get_opt(name).await {
+                Ok(Some(secret)) => {
+                    let config = secret
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(".dockerconfigjson"))
+                        .map(|b| b.0.as_slice());
+                    if let Some(auth) = config.and_then(|c| docker_config_auth(c, registry)) {
+                        return auth;
+                    }
+                }
+                Ok(None) => tracing::warn!(%namespace, secret = %name, "imagePullSecret not found"),
+                Err(e) => {
+                    tracing::warn!(%namespace, secret = %name, error = %e, "cannot read imagePullSecret")
+                }
+            }
+        }
+        RegistryAuth::Anonymous
+    }
+
+    /// The labels of `namespace`, for policies with a namespaceSelector: from the namespace
+    /// reflector, else (a namespace created a moment ago) straight from the API.
+    async fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        if let Some(store) = &self.namespaces {
+            if let Some(ns) = store.get(&ObjectRef::new(namespace)) {
+                return ns.metadata.labels.clone().unwrap_or_default();
+            }
+        }
+        let Some(client) = &self.client else {
+            return BTreeMap::new();
+        };
+        let api: Api<Namespace> = Api::all(client.clone());
+        match api.get_metadata_opt(namespace).await {
+            Ok(Some(ns)) => ns.metadata.labels.unwrap_or_default(),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(%namespace, error = %e, "cannot read namespace labels");
+                BTreeMap::new()
+            }
+        }
+    }
+}
+
+/// Request bodies larger than this are refused with 413: a Pod or workload is far smaller.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+async fn validate(State(app): State<Arc<App>>, body: Bytes) -> HttpResponse {
+    let (status, body) = app.handle(&body).await;
+    let content_type = if status == StatusCode::OK {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+pub fn admission_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+/// `/healthz`, `/readyz` and `/metrics` on the plain-HTTP port.
+pub fn probe_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State(app): State<Arc<App>>| async move {
+                if app.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "policies not synced or no serving certificate yet\n",
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    app.metrics.render(),
+                )
+            }),
+        )
+        .with_state(app)
+}
+
+/// Serves `router` over TLS (1.2 and 1.3, certificate from `certs`) until `stop` turns true,
+/// then lets open connections finish their requests (up to `drain`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    certs: Arc<CertStore>,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let acceptor = TlsAcceptor::from(Arc::new(certs.server_config()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(stream).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {drain:?}; closing them");
+    }
+}
