@@ -11,6 +11,9 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => logs.json().flatten_event(true).init(),
         LogFormat::Text => logs.init(),
     }
+    // The workspace links rustls with both ring (kube) and aws-lc-rs (the registry client):
+    // name the process-wide provider so the Kubernetes client does not have to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     zastava_operator::run(config).await?;
     Ok(())
 }

@@ -21,10 +21,16 @@ bash tests/e2e/cluster/up.sh
 
 cleanup() {
   local rc=$?
+  zastava_stop_webhook || true
   zastava_stop_operator || true
+  # With the webhook gone, its configuration would refuse every governed pod: remove it (and
+  # whatever policies a failed test left) so the cluster stays usable.
+  zastava_remove_webhook_configuration || true
   if ((rc != 0)); then
     log "e2e failed (exit $rc); last lines of the operator log:"
     tail -n 60 "$ZASTAVA_OPERATOR_LOG" >&2 || true
+    log "last lines of the webhook log:"
+    tail -n 60 "$ZASTAVA_WEBHOOK_LOG" >&2 || true
   fi
   if ((cluster_was_up == 0)); then
     bash tests/e2e/cluster/down.sh || true
@@ -38,9 +44,12 @@ trap cleanup EXIT
 zastava_build
 zastava_install_crds
 zastava_start_operator
+zastava_start_webhook
 
 export ZASTAVA_OPERATOR_URL=http://$ZASTAVA_OPERATOR_ADDR
 export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
+export ZASTAVA_WEBHOOK_METRICS_URL=http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
+export ZASTAVA_WEBHOOK_PID ZASTAVA_WEBHOOK_LOG ZASTAVA_WEBHOOK_URL
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 # Test binaries run one after another; the tests inside one share the cluster in parallel,
 # each in namespaces and objects of its own.

@@ -6,6 +6,13 @@ ZASTAVA_NAMESPACE=zastava-system
 ZASTAVA_OPERATOR_ADDR=127.0.0.1:18080
 ZASTAVA_OPERATOR_PID=$PID_DIR/zastava-operator.pid
 ZASTAVA_OPERATOR_LOG=$LOG_DIR/zastava-operator.log
+# The webhook runs as a host process too; the apiserver calls it by URL (no kube-proxy here),
+# and the operator issues its certificate for that URL's IP.
+ZASTAVA_WEBHOOK_ADDR=127.0.0.1:9443
+ZASTAVA_WEBHOOK_URL=https://$ZASTAVA_WEBHOOK_ADDR/validate
+ZASTAVA_WEBHOOK_HTTP_ADDR=127.0.0.1:18081
+ZASTAVA_WEBHOOK_PID=$PID_DIR/zastava-webhook.pid
+ZASTAVA_WEBHOOK_LOG=$LOG_DIR/zastava-webhook.log
 
 zastava_build() {
   log "building Zastava (cargo build --workspace --bins --tests)"
@@ -35,6 +42,7 @@ zastava_start_operator() {
   log "starting zastava-operator (log: $ZASTAVA_OPERATOR_LOG)"
   ZASTAVA_NAMESPACE=$ZASTAVA_NAMESPACE ZASTAVA_HTTP_ADDR=$ZASTAVA_OPERATOR_ADDR \
     POD_NAME=zastava-operator-e2e ZASTAVA_LEASE_DURATION_SECONDS=10 \
+    ZASTAVA_WEBHOOK_URL=$ZASTAVA_WEBHOOK_URL \
     setsid target/debug/zastava-operator >>"$ZASTAVA_OPERATOR_LOG" 2>&1 </dev/null &
   echo $! >"$ZASTAVA_OPERATOR_PID"
   local i
@@ -63,4 +71,54 @@ zastava_stop_operator() {
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$ZASTAVA_OPERATOR_PID"
   log "zastava-operator stopped"
+}
+
+zastava_webhook_running() {
+  [[ -s $ZASTAVA_WEBHOOK_PID ]] && kill -0 "$(cat "$ZASTAVA_WEBHOOK_PID")" 2>/dev/null
+}
+
+# The webhook turns ready once it has synced the policies and loaded the serving certificate
+# the operator issued through a CSR.
+zastava_start_webhook() {
+  if zastava_webhook_running; then
+    log "zastava-webhook already running (pid $(cat "$ZASTAVA_WEBHOOK_PID"))"
+    return
+  fi
+  log "starting zastava-webhook (log: $ZASTAVA_WEBHOOK_LOG)"
+  ZASTAVA_NAMESPACE=$ZASTAVA_NAMESPACE ZASTAVA_WEBHOOK_ADDR=$ZASTAVA_WEBHOOK_ADDR \
+    ZASTAVA_HTTP_ADDR=$ZASTAVA_WEBHOOK_HTTP_ADDR ZASTAVA_INSECURE_REGISTRIES=$ZASTAVA_REGISTRY \
+    ZASTAVA_REGISTRY_TIMEOUT_MS=2000 \
+    setsid target/debug/zastava-webhook serve >>"$ZASTAVA_WEBHOOK_LOG" 2>&1 </dev/null &
+  echo $! >"$ZASTAVA_WEBHOOK_PID"
+  local i
+  for ((i = 0; i < 90; i++)); do
+    if curl -fsS "http://$ZASTAVA_WEBHOOK_HTTP_ADDR/readyz" >/dev/null 2>&1; then
+      log "zastava-webhook ready on $ZASTAVA_WEBHOOK_URL"
+      return
+    fi
+    zastava_webhook_running || break
+    sleep 1
+  done
+  tail -n 40 "$ZASTAVA_WEBHOOK_LOG" >&2 || true
+  die "zastava-webhook did not become ready"
+}
+
+zastava_stop_webhook() {
+  zastava_webhook_running || { rm -f "$ZASTAVA_WEBHOOK_PID"; return 0; }
+  local pid i
+  pid=$(cat "$ZASTAVA_WEBHOOK_PID")
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 15; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$ZASTAVA_WEBHOOK_PID"
+  log "zastava-webhook stopped"
+}
+
+# Deletes the webhook configuration and every ZastavaPolicy left by tests.
+zastava_remove_webhook_configuration() {
+  kubectl delete validatingwebhookconfiguration zastava-webhook --ignore-not-found >/dev/null
+  kubectl get zastavapolicies -o name 2>/dev/null | grep '/e2e-' | xargs -r kubectl delete >/dev/null
 }

@@ -113,6 +113,7 @@ impl App {
             .filter_map(|g| set.get(g.name))
             .any(|p| p.needs_registry());
         let mut lookups: HashMap<String, Result<Arc<RegistryFacts>, Unavailable>> = HashMap::new();
+        let (mut hits, mut misses) = (0u32, 0u32);
         if needs_registry {
             let pull_secrets: Vec<String> = review
                 .workload
@@ -137,9 +138,19 @@ impl App {
             )
             .await;
             for (image, result) in images.into_iter().zip(found) {
-                if let Some(result) = result {
-                    lookups.insert(image, result);
-                }
+                let result = match result {
+                    Some(Ok((facts, Lookup::Hit))) => {
+                        hits += 1;
+                        Ok(facts)
+                    }
+                    Some(Ok((facts, Lookup::Miss))) => {
+                        misses += 1;
+                        Ok(facts)
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => continue,
+                };
+                lookups.insert(image, result);
             }
         }
 
@@ -178,6 +189,8 @@ impl App {
                 namespace = %review.namespace,
                 operation = %review.operation,
                 kind = %review.workload.kind,
+                cache_hits = hits,
+                cache_misses = misses,
                 decision = %json,
                 "admission decision"
             ),
@@ -226,7 +239,7 @@ impl App {
         image: &str,
         namespace: &str,
         pull_secrets: &[String],
-    ) -> Option<Result<Arc<RegistryFacts>, Unavailable>> {
+    ) -> Option<Result<(Arc<RegistryFacts>, Lookup), Unavailable>> {
         let reference = ImageReference::parse(image).ok()?;
         Some(
             self.lookup_reference(&reference, namespace, pull_secrets)
@@ -239,7 +252,7 @@ impl App {
         reference: &ImageReference,
         namespace: &str,
         pull_secrets: &[String],
-    ) -> Result<Arc<RegistryFacts>, Unavailable> {
+    ) -> Result<(Arc<RegistryFacts>, Lookup), Unavailable> {
         let repository = format!("{}/{}", reference.registry, reference.repository);
         let digest = match &reference.digest {
             Some(digest) => digest.clone(),
@@ -282,7 +295,7 @@ impl App {
             Lookup::Hit => self.metrics.cache_hits.inc(),
             Lookup::Miss => self.metrics.cache_misses.inc(),
         }
-        Ok(facts)
+        Ok((facts, lookup))
     }
 
     /// Credentials for `registry` from the pod's `imagePullSecrets` (dockerconfigjson), else
@@ -398,7 +411,8 @@ pub async fn serve_tls(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            // The guard `wait_for` returns is not Send; drop it inside.
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {

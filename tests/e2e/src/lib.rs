@@ -29,6 +29,8 @@ pub fn env(name: &str) -> String {
 
 pub async fn client() -> Client {
     env("KUBECONFIG");
+    // rustls is linked with both ring and aws-lc-rs here; kube needs the choice made.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::try_default()
         .await
         .expect("a client from the local cluster's kubeconfig")
@@ -122,25 +124,128 @@ pub async fn delete_policy(client: &Client, name: &str) {
     .await;
 }
 
-/// A fresh cosign key pair made by the real `cosign generate-key-pair`; returns the public PEM.
+/// A fresh cosign key pair made by the real `cosign generate-key-pair`, kept in a temporary
+/// directory (removed on drop) so images can be signed with it.
+pub struct CosignKeys {
+    dir: PathBuf,
+    pub public_pem: String,
+}
+
+impl CosignKeys {
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(unique("cosign"));
+        std::fs::create_dir_all(&dir).unwrap();
+        run_tool(
+            Command::new(env("COSIGN"))
+                .arg("generate-key-pair")
+                .current_dir(&dir)
+                .env("COSIGN_PASSWORD", ""),
+        );
+        let public_pem = std::fs::read_to_string(dir.join("cosign.pub")).unwrap();
+        Self { dir, public_pem }
+    }
+
+    /// `cosign sign --key` of `image` (by digest) against the local registry, no tlog.
+    pub fn sign(&self, image: &str) {
+        run_tool(
+            Command::new(env("COSIGN"))
+                .args([
+                    "sign",
+                    "--key",
+                    "cosign.key",
+                    "--tlog-upload=false",
+                    "--allow-http-registry",
+                    "--allow-insecure-registry",
+                    "-y",
+                    image,
+                ])
+                .current_dir(&self.dir)
+                .env("COSIGN_PASSWORD", ""),
+        );
+    }
+}
+
+impl Drop for CosignKeys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A cosign public key PEM (the private half is thrown away).
 pub fn cosign_public_key() -> String {
-    let dir = std::env::temp_dir().join(unique("cosign"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let output = Command::new(env("COSIGN"))
-        .arg("generate-key-pair")
-        .current_dir(&dir)
-        .env("COSIGN_PASSWORD", "")
+    CosignKeys::generate().public_pem.clone()
+}
+
+/// An image in the local registry: a copy of the cluster's test image under a repository of
+/// its own, so signatures and SBOMs attached to it concern this test only.
+pub struct TestImage {
+    /// `registry/repository`.
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+impl TestImage {
+    /// Copies the test image to `<registry>/e2e/<name>:<tag>` with the real `oras cp`.
+    pub fn push(name: &str, tag: &str) -> Self {
+        let repository = format!("{}/e2e/{name}", env("ZASTAVA_REGISTRY"));
+        run_tool(Command::new(env("ORAS")).args([
+            "cp",
+            "--from-plain-http",
+            "--to-plain-http",
+            &env("ZASTAVA_TEST_IMAGE"),
+            &format!("{repository}:{tag}"),
+        ]));
+        Self {
+            repository,
+            tag: tag.to_string(),
+            digest: env("ZASTAVA_TEST_IMAGE_DIGEST"),
+        }
+    }
+
+    pub fn by_tag(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+
+    pub fn by_digest(&self) -> String {
+        format!("{}@{}", self.repository, self.digest)
+    }
+
+    /// Attaches a CycloneDX SBOM as a referrer with the real `oras attach`.
+    pub fn attach_sbom(&self) {
+        let dir = std::env::temp_dir().join(unique("sbom"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("sbom.json"),
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"application","name":"busybox","version":"1.35"}]}"#,
+        )
+        .unwrap();
+        run_tool(
+            Command::new(env("ORAS"))
+                .args([
+                    "attach",
+                    "--plain-http",
+                    "--artifact-type",
+                    "application/vnd.cyclonedx+json",
+                    &self.by_digest(),
+                    "sbom.json:application/vnd.cyclonedx+json",
+                ])
+                .current_dir(&dir),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn run_tool(command: &mut Command) {
+    let output = command
         .stdin(Stdio::null())
         .output()
-        .expect("running cosign");
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
     assert!(
         output.status.success(),
-        "cosign generate-key-pair failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let pem = std::fs::read_to_string(dir.join("cosign.pub")).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    pem
 }
 
 /// `kubectl ARGS...` against the local cluster; panics with its stderr when it fails.
@@ -162,6 +267,65 @@ pub fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// `kubectl apply -f -` of `manifest`: `Ok(stderr)` (where kubectl prints the admission
+/// warnings) when applied, `Err(stderr)` (the denial) when not.
+pub fn kubectl_apply(manifest: &str) -> Result<String, String> {
+    kubectl_apply_args(manifest, &[])
+}
+
+/// [`kubectl_apply`] with extra arguments (e.g. `--dry-run=server`).
+pub fn kubectl_apply_args(manifest: &str, args: &[&str]) -> Result<String, String> {
+    use std::io::Write;
+    let cache = std::env::temp_dir().join(format!("zastava-e2e-kube-cache-{}", std::process::id()));
+    let mut child = Command::new("kubectl")
+        .arg(format!("--cache-dir={}", cache.display()))
+        .args(["apply", "-f", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stderr)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// Creates namespace `name` with `labels` and waits for its `default` ServiceAccount (pods are
+/// refused until the controller-manager made it).
+pub async fn create_namespace(client: &Client, name: &str, labels: serde_json::Value) {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
+    api.create(&Default::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    wait_for(
+        &format!("ServiceAccount default in {name}"),
+        Duration::from_secs(60),
+        || async { accounts.get_opt("default").await.ok()?.map(|_| ()) },
+    )
+    .await;
+}
+
+pub async fn delete_namespace(client: &Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::background()).await;
 }
 
 /// GET `url` over plain HTTP: status code and body, or `None` when nothing answers.

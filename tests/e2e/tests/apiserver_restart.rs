@@ -17,12 +17,12 @@ async fn operator_survives_an_apiserver_restart() {
     apply_policy(&client, &before, json!({"mode": "Audit"})).await;
     wait_ready(&client, &before, "True").await;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/restart-apiserver.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/daemon.sh");
     let status = Command::new("bash")
-        .arg(script)
+        .args([script, "restart", "kube-apiserver"])
         .status()
-        .expect("running restart-apiserver.sh");
-    assert!(status.success(), "restart-apiserver.sh failed");
+        .expect("running daemon.sh");
+    assert!(status.success(), "daemon.sh restart kube-apiserver failed");
 
     assert!(process_alive(pid), "the operator died with the API server");
     let url = env("ZASTAVA_OPERATOR_URL");

@@ -1,0 +1,298 @@
+//! The admission webhook on the real cluster: the apiserver calls it (registered by the
+//! operator with the CSR-issued caBundle) and it verifies real cosign signatures and SBOM
+//! referrers in the local registry.
+//!
+//! Every test works in namespaces of its own, with policies that govern only those, so the
+//! tests can run side by side.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use serde_json::{json, Value};
+use zastava_e2e::{
+    apply_policy, client, create_namespace, delete_namespace, delete_policy, env, kubectl_apply,
+    kubectl_apply_args, unique, wait_for, wait_ready, CosignKeys, TestImage,
+};
+
+fn pod(namespace: &str, name: &str, image: &str) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "containers": [{"name": "app", "image": image, "command": ["sleep", "3600"],
+                            "imagePullPolicy": "Always"}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    })
+    .to_string()
+}
+
+fn deployment(namespace: &str, name: &str, image: &str) -> String {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image,
+                                         "command": ["sleep", "3600"]}],
+                         "terminationGracePeriodSeconds": 0},
+            },
+        },
+    })
+    .to_string()
+}
+
+/// Signature (one key), CycloneDX SBOM and no `latest`, governing `namespace` only.
+fn strict_policy(namespace: &str, keys: &[&str], mode: &str) -> Value {
+    let keys: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, pem)| json!({"name": format!("key{i}"), "pem": pem}))
+        .collect();
+    json!({
+        "mode": mode,
+        "namespaces": [namespace],
+        "images": {"bannedTags": ["latest"]},
+        "verify": {
+            "signature": {"required": true, "keys": keys},
+            "sbomReferrer": {"required": true},
+        },
+    })
+}
+
+/// Polls a server-side dry run of `manifest` (the apiserver calls the webhook for it) until
+/// `accept` holds for its outcome: the webhook may need a moment to see a new policy, and the
+/// operator to extend its configuration to it.
+async fn outcome(what: &str, manifest: &str, accept: impl Fn(&Result<String, String>) -> bool) {
+    let dry_run = manifest.to_string();
+    wait_for(what, Duration::from_secs(60), || {
+        let result = kubectl_dry_run(&dry_run);
+        let ok = accept(&result);
+        async move { ok.then_some(()) }
+    })
+    .await;
+}
+
+fn kubectl_dry_run(manifest: &str) -> Result<String, String> {
+    kubectl_apply_args(manifest, &["--dry-run=server"])
+}
+
+fn denied_with(result: &Result<String, String>, needle: &str) -> bool {
+    matches!(result, Err(e) if e.contains("denied the request") && e.contains(needle))
+}
+
+async fn wait_running(namespace: &str, name: &str) {
+    let pods: Api<Pod> = Api::namespaced(client().await, namespace);
+    wait_for(
+        &format!("pod {namespace}/{name} Running"),
+        Duration::from_secs(120),
+        || async {
+            let pod = pods.get_opt(name).await.ok()??;
+            (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
+    let client = client().await;
+    let ns = unique("e2e-wh-gates");
+    create_namespace(&client, &ns, json!({})).await;
+    let keys = CosignKeys::generate();
+    let policy = unique("e2e-wh-gates");
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&ns, &[&keys.public_pem], "Enforce"),
+    )
+    .await;
+    wait_ready(&client, &policy, "True").await;
+
+    let unsigned = TestImage::push(&unique("unsigned"), "v1");
+    outcome(
+        "an unsigned image to be denied naming the image and the reason",
+        &pod(&ns, "unsigned", &unsigned.by_tag()),
+        |r| {
+            denied_with(r, &unsigned.by_tag())
+                && denied_with(r, "no cosign signature verifies against the policy's keys")
+        },
+    )
+    .await;
+
+    let signed_only = TestImage::push(&unique("nosbom"), "v1");
+    keys.sign(&signed_only.by_digest());
+    let result = kubectl_apply(&pod(&ns, "nosbom", &signed_only.by_tag()));
+    assert!(
+        denied_with(&result, "no SBOM referrer of an accepted type"),
+        "{result:?}"
+    );
+    assert!(!denied_with(&result, "no cosign signature"), "{result:?}");
+
+    let good_name = unique("good");
+    let good = TestImage::push(&good_name, "v1");
+    keys.sign(&good.by_digest());
+    good.attach_sbom();
+    // The same signed digest, by the banned tag.
+    let latest = TestImage::push(&good_name, "latest");
+    let result = kubectl_apply(&pod(&ns, "latest", &latest.by_tag()));
+    assert!(denied_with(&result, "tag `latest` is banned"), "{result:?}");
+
+    kubectl_apply(&pod(&ns, "good", &good.by_tag())).expect("signed image with an SBOM admitted");
+    wait_running(&ns, "good").await;
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn a_deployment_template_is_verified_before_its_pods() {
+    let client = client().await;
+    let ns = unique("e2e-wh-deploy");
+    create_namespace(&client, &ns, json!({})).await;
+    let keys = CosignKeys::generate();
+    let policy = unique("e2e-wh-deploy");
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&ns, &[&keys.public_pem], "Enforce"),
+    )
+    .await;
+    wait_ready(&client, &policy, "True").await;
+
+    let unsigned = TestImage::push(&unique("deploy-unsigned"), "v1");
+    outcome(
+        "a Deployment of an unsigned image to be denied",
+        &deployment(&ns, "bad", &unsigned.by_tag()),
+        |r| denied_with(r, "no cosign signature verifies"),
+    )
+    .await;
+
+    let good = TestImage::push(&unique("deploy-good"), "v1");
+    keys.sign(&good.by_digest());
+    good.attach_sbom();
+    kubectl_apply(&deployment(&ns, "good", &good.by_tag())).expect("Deployment admitted");
+
+    // The Deployment's admission looked the image up; its Pod's admission found it cached.
+    let log = env("ZASTAVA_WEBHOOK_LOG");
+    let decisions = wait_for(
+        "the webhook's decisions on the Deployment and its Pod",
+        Duration::from_secs(120),
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let mine: Vec<Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["message"] == "admission decision" && l["namespace"] == ns.as_str())
+                .filter(|l| {
+                    l["decision"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(&good.repository))
+                })
+                .collect();
+            let deployment = mine.iter().find(|l| l["kind"] == "Deployment")?.clone();
+            let pod = mine.iter().find(|l| l["kind"] == "Pod")?.clone();
+            Some((deployment, pod))
+        },
+    )
+    .await;
+    let (deployment_decision, pod_decision) = decisions;
+    assert_eq!(
+        deployment_decision["cache_misses"], 1,
+        "{deployment_decision}"
+    );
+    assert_eq!(pod_decision["cache_misses"], 0, "{pod_decision}");
+    assert_eq!(pod_decision["cache_hits"], 1, "{pod_decision}");
+    let contract: Value = serde_json::from_str(pod_decision["decision"].as_str().unwrap()).unwrap();
+    assert_eq!(contract["schemaVersion"], "zastava.admission.decision@v1.0");
+    assert_eq!(contract["decision"], "Allow");
+    assert_eq!(contract["images"][0]["signed"], true);
+    assert_eq!(contract["images"][0]["hasSbomReferrers"], true);
+    assert_eq!(
+        contract["images"][0]["resolved"],
+        good.by_digest().as_str(),
+        "{contract}"
+    );
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn audit_mode_admits_with_warnings() {
+    let client = client().await;
+    let ns = unique("e2e-wh-audit");
+    create_namespace(&client, &ns, json!({})).await;
+    let keys = CosignKeys::generate();
+    let policy = unique("e2e-wh-audit");
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&ns, &[&keys.public_pem], "Audit"),
+    )
+    .await;
+    wait_ready(&client, &policy, "True").await;
+
+    let unsigned = TestImage::push(&unique("audit"), "v1");
+    let manifest = pod(&ns, "audited", &unsigned.by_tag());
+    outcome(
+        "an Audit warning for an unsigned image",
+        &manifest,
+        |r| matches!(r, Ok(warnings) if warnings.contains("(Audit: admitted)")),
+    )
+    .await;
+    let warnings = kubectl_apply(&manifest).expect("Audit mode admits");
+    assert!(
+        warnings.contains("Warning:") && warnings.contains("no cosign signature verifies"),
+        "{warnings}"
+    );
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
+
+#[tokio::test]
+async fn editing_the_policy_keys_flips_the_decision_without_a_restart() {
+    let client = client().await;
+    let ns = unique("e2e-wh-keys");
+    create_namespace(&client, &ns, json!({})).await;
+    let old_key = CosignKeys::generate();
+    let new_key = CosignKeys::generate();
+    let image = TestImage::push(&unique("rekeyed"), "v1");
+    new_key.sign(&image.by_digest());
+    image.attach_sbom();
+    let webhook_pid = std::fs::read_to_string(env("ZASTAVA_WEBHOOK_PID")).unwrap();
+
+    let policy = unique("e2e-wh-keys");
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&ns, &[&old_key.public_pem], "Enforce"),
+    )
+    .await;
+    let manifest = pod(&ns, "rekeyed", &image.by_tag());
+    outcome("denied under the old key", &manifest, |r| {
+        denied_with(r, "no cosign signature verifies")
+    })
+    .await;
+
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&ns, &[&new_key.public_pem], "Enforce"),
+    )
+    .await;
+    outcome("admitted under the new key", &manifest, |r| r.is_ok()).await;
+    assert_eq!(
+        std::fs::read_to_string(env("ZASTAVA_WEBHOOK_PID")).unwrap(),
+        webhook_pid,
+        "the webhook was restarted"
+    );
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
