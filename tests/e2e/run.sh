@@ -51,6 +51,7 @@ export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
 export ZASTAVA_WEBHOOK_METRICS_URL=http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
 export ZASTAVA_WEBHOOK_PID ZASTAVA_WEBHOOK_LOG ZASTAVA_WEBHOOK_URL
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
+export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
 # Test binaries run one after another; the tests inside one share the cluster in parallel,
 # each in namespaces and objects of its own.
 cargo test -p zastava-e2e --locked --no-fail-fast -- --test-threads=4

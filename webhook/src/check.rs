@@ -2,12 +2,19 @@
 //! cluster, as people do in CI before they apply a policy.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 use serde_json::Value;
+use zastava_crds::image::ImageReference;
 use zastava_crds::ZastavaPolicy;
 
-use crate::evaluate::{evaluate, governing, Evaluation, Governing, ImageFacts};
+use crate::backend::{Answers, Backend};
+use crate::evaluate::{evaluate, governing, Evaluation, Governing};
+use crate::metrics::Metrics;
+use crate::policies::{Lookups, PolicySet};
+use crate::registry::Registry;
 use crate::workload::Workload;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,11 +31,6 @@ pub enum CheckError {
     NoPolicies(String),
     #[error("{file}: {error}")]
     Object { file: String, error: String },
-    #[error(
-        "these gates need live registry lookups, which this build cannot make yet: {0}; \
-         pass --offline to evaluate every other gate and list these as not checked"
-    )]
-    NeedsRegistry(String),
 }
 
 /// Every ZastavaPolicy in a multi-document YAML (other kinds, e.g. Secrets, are skipped).
@@ -93,35 +95,62 @@ pub fn load_subject(file: &str, text: &str) -> Result<Subject, CheckError> {
     })
 }
 
-/// Evaluates `subject` in `namespace` (with `labels`) under `policies`; without `offline`,
-/// refuses when a governing policy has a gate that needs the registry.
-pub fn check(
+/// What `check` concluded, with what it could not use.
+pub struct Checked {
+    pub evaluation: Evaluation,
+    /// Keys that could not be used (e.g. a `secretRef`, which needs the cluster).
+    pub problems: Vec<String>,
+}
+
+/// Evaluates `subject` in `namespace` (with `labels`) under `policies`. With a `registry`,
+/// images are looked up live (anonymously) where a governing policy needs it; without one
+/// (`--offline`) those gates are listed as not checked.
+pub async fn check(
     policies: &[ZastavaPolicy],
     subject: &Subject,
     namespace: &str,
     labels: &BTreeMap<String, String>,
     zastava_namespace: &str,
-    offline: bool,
-) -> Result<Evaluation, CheckError> {
-    let all: Vec<Governing<'_>> = policies
-        .iter()
-        .map(|p| Governing {
-            name: p.metadata.name.as_deref().unwrap_or("unnamed"),
-            spec: &p.spec,
-        })
-        .collect();
+    registry: Option<&Registry>,
+) -> Checked {
+    let objects: Vec<Arc<ZastavaPolicy>> = policies.iter().cloned().map(Arc::new).collect();
+    let set = PolicySet::build(&objects, &[]);
+    let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
     let applying = governing(&all, namespace, labels, zastava_namespace);
+    let mut lookups = Lookups::new();
+    if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
+        for image in subject.workload.distinct_images() {
+            if let Ok(reference) = ImageReference::parse(&image) {
+                let found = registry.lookup(&reference, &RegistryAuth::Anonymous).await;
+                lookups.insert(image, found.map(Arc::new));
+            }
+        }
+    }
+    let backends = set.backends(&applying);
+    let answers = match registry {
+        Some(_) if !backends.is_empty() => {
+            Backend::new(None, Metrics::new())
+                .answers(
+                    &backends,
+                    namespace,
+                    labels,
+                    &subject.workload.distinct_images(),
+                )
+                .await
+        }
+        _ => Answers::new(),
+    };
     let evaluation = evaluate(
         &subject.admission_id,
         namespace,
         &subject.workload,
         &applying,
-        &|_, _| ImageFacts::not_checked(),
+        &set.facts(&lookups, &answers),
     );
-    if !offline && !evaluation.not_checked.is_empty() {
-        return Err(CheckError::NeedsRegistry(evaluation.not_checked.join(", ")));
+    Checked {
+        evaluation,
+        problems: set.problems.clone(),
     }
-    Ok(evaluation)
 }
 
 #[cfg(test)]
@@ -153,8 +182,8 @@ spec:
         "object": {"kind": "Pod", "metadata": {"name": "p"},
                    "spec": {"containers": [{"name": "a", "image": "busybox"}]}}}}"#;
 
-    #[test]
-    fn admission_review_is_decided_with_its_uid_and_namespace() {
+    #[tokio::test]
+    async fn admission_review_is_decided_with_its_uid_and_namespace() {
         let policies = load_policies("p.yaml", POLICIES).unwrap();
         assert_eq!(policies.len(), 2);
         let subject = load_subject("r.json", REVIEW).unwrap();
@@ -166,31 +195,56 @@ spec:
             &ns,
             &BTreeMap::new(),
             "zastava-system",
-            true,
+            None,
         )
-        .unwrap();
+        .await
+        .evaluation;
         assert_eq!(e.decision.decision, Decision::Deny);
         assert_eq!(e.decision.admission_id, "abc-123");
         assert_eq!(e.not_checked, ["busybox: sbomReferrer"]);
     }
 
-    #[test]
-    fn without_offline_registry_gates_are_refused_not_silently_skipped() {
+    #[tokio::test]
+    async fn live_lookups_that_fail_are_verification_failures_not_skips() {
         let policies = load_policies("p.yaml", POLICIES).unwrap();
-        let subject = load_subject("r.json", REVIEW).unwrap();
-        let err = check(
+        let review = REVIEW.replace("busybox", "127.0.0.1:9/app:1");
+        let subject = load_subject("r.json", &review).unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let registry = Registry::new(
+            vec!["127.0.0.1:9".into()],
+            std::time::Duration::from_millis(500),
+            metrics,
+        );
+        let checked = check(
             &policies,
             &subject,
             "payments",
             &BTreeMap::new(),
             "z",
-            false,
+            Some(&registry),
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("busybox: sbomReferrer"), "{err}");
-        // Outside `payments` only registry-free gates apply, so no lookup is needed.
-        let e = check(&policies, &subject, "other", &BTreeMap::new(), "z", false).unwrap();
+        .await;
+        let e = checked.evaluation;
         assert_eq!(e.decision.decision, Decision::Deny);
+        assert!(e.not_checked.is_empty(), "{:?}", e.not_checked);
+        assert!(
+            e.decision.images[0].reasons[0]
+                .starts_with("sbom: verification failed: registry 127.0.0.1:9"),
+            "{:?}",
+            e.decision.images[0].reasons
+        );
+        // Outside `payments` only registry-free gates apply, so nothing is looked up.
+        let other = check(
+            &policies,
+            &subject,
+            "other",
+            &BTreeMap::new(),
+            "z",
+            Some(&registry),
+        )
+        .await
+        .evaluation;
+        assert_eq!(other.decision.decision, Decision::Allow);
     }
 
     #[test]

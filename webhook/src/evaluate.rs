@@ -15,6 +15,7 @@ use zastava_crds::image::{ImageReference, RegistryPattern};
 use zastava_crds::policy::{CacheSettings, PolicyMode, ZastavaPolicySpec};
 use zastava_crds::posture::Verdict;
 
+use crate::backend::ImageResult;
 use crate::workload::Workload;
 
 /// The answer to one registry or backend question about an image.
@@ -38,6 +39,8 @@ pub struct ImageFacts {
     pub sbom: Check<bool>,
     /// The `org.opencontainers.image.base.digest` annotation, if any.
     pub base_digest: Check<Option<String>>,
+    /// The external backend's verdict (policies with `verify.backend`).
+    pub backend: Check<ImageResult>,
 }
 
 impl ImageFacts {
@@ -48,6 +51,7 @@ impl ImageFacts {
             signed: Check::Unavailable(message.to_string()),
             sbom: Check::Unavailable(message.to_string()),
             base_digest: Check::Unavailable(message.to_string()),
+            backend: Check::NotChecked,
         }
     }
 
@@ -57,6 +61,7 @@ impl ImageFacts {
             signed: Check::NotChecked,
             sbom: Check::NotChecked,
             base_digest: Check::NotChecked,
+            backend: Check::NotChecked,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct Evaluation {
 enum Finding {
     Violation(String),
     Unverifiable(String),
+    /// Worth a warning, never a deny (an optional backend that did not answer).
+    Advisory(String),
     NotChecked(&'static str),
 }
 
@@ -162,6 +169,12 @@ pub fn evaluate(
                             policy.name
                         );
                         fail_open = true;
+                        warnings.push(format!("{}: {text}", container.image));
+                        entry.reasons.push(text);
+                        worsen(&mut entry.policy_verdict, Verdict::Warn);
+                    }
+                    Finding::Advisory(text) => {
+                        let text = format!("{}: {text}", policy.name);
                         warnings.push(format!("{}: {text}", container.image));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
@@ -329,8 +342,32 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
             Check::NotChecked => out.push(Finding::NotChecked("allowedBaseImages")),
         }
     }
-    if verify.backend.as_ref().is_some_and(|b| b.required) {
-        out.push(Finding::NotChecked("backend"));
+    if let Some(backend) = &verify.backend {
+        match &facts.backend {
+            Check::Known(result) => {
+                let verdict = result.policy_verdict;
+                if verdict == Verdict::Fail || (verdict == Verdict::Warn && !backend.allow_warn) {
+                    let reasons = if result.reasons.is_empty() {
+                        "no reasons given".to_string()
+                    } else {
+                        result.reasons.join(", ")
+                    };
+                    out.push(Finding::Violation(format!(
+                        "backend verdict {}: {reasons}",
+                        serde_json::to_value(verdict)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or("?")
+                    )));
+                }
+            }
+            Check::Unavailable(e) if backend.required => out.push(Finding::Unverifiable(e.clone())),
+            Check::Unavailable(e) => out.push(Finding::Advisory(format!(
+                "backend verdict unavailable (not required): {e}"
+            ))),
+            Check::NotChecked if backend.required => out.push(Finding::NotChecked("backend")),
+            Check::NotChecked => {}
+        }
     }
     out
 }
@@ -578,6 +615,65 @@ mod tests {
             decide(&pod(&["a:2"]), &[], ImageFacts::not_checked())
                 .decision
                 .pod_spec_digest
+        );
+    }
+
+    #[test]
+    fn backend_verdicts_deny_warn_and_fail_open_as_configured() {
+        let required =
+            spec(json!({"verify": {"backend": {"url": "http://scanner", "required": true}}}));
+        let lenient =
+            spec(json!({"verify": {"backend": {"url": "http://scanner", "allowWarn": true}}}));
+        let w = pod(&["127.0.0.1:5000/app:1"]);
+        let answer = |verdict: Verdict| ImageFacts {
+            backend: Check::Known(ImageResult {
+                signed: Some(true),
+                has_sbom: Some(true),
+                policy_verdict: verdict,
+                reasons: vec!["CVE-1 critical".into()],
+            }),
+            ..ImageFacts::not_checked()
+        };
+        let e = decide(&w, &[("r", &required)], answer(Verdict::Fail));
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(
+            e.decision.images[0].reasons,
+            ["r: backend verdict fail: CVE-1 critical"]
+        );
+        assert_eq!(
+            decide(&w, &[("r", &required)], answer(Verdict::Warn))
+                .decision
+                .decision,
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(&w, &[("l", &lenient)], answer(Verdict::Warn))
+                .decision
+                .decision,
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&w, &[("r", &required)], answer(Verdict::Pass))
+                .decision
+                .decision,
+            Decision::Allow
+        );
+
+        let down = ImageFacts {
+            backend: Check::Unavailable("backend timeout".into()),
+            ..ImageFacts::not_checked()
+        };
+        let e = decide(&w, &[("r", &required)], down.clone());
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(
+            e.decision.images[0].reasons,
+            ["r: verification failed: backend timeout"]
+        );
+        let e = decide(&w, &[("l", &lenient)], down);
+        assert_eq!(e.decision.decision, Decision::Allow);
+        assert_eq!(
+            e.warnings,
+            ["127.0.0.1:5000/app:1: l: backend verdict unavailable (not required): backend timeout"]
         );
     }
 

@@ -5,6 +5,7 @@
 //! fetch and call.
 
 pub mod admission;
+pub mod backend;
 pub mod cache;
 pub mod check;
 pub mod evaluate;
@@ -30,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use zastava_crds::ZastavaPolicy;
 
+use crate::backend::Backend;
 use crate::cache::{TtlCache, Ttls};
 use crate::metrics::Metrics;
 use crate::policies::PolicySet;
@@ -103,6 +105,10 @@ pub fn app(
         ),
         resolved: TtlCache::new(config.cache_capacity, ttls.clone()),
         facts: TtlCache::new(config.cache_capacity, ttls.clone()),
+        backend: Backend::new(
+            Some(TtlCache::new(config.cache_capacity, ttls.clone())),
+            metrics.clone(),
+        ),
         ttls,
         metrics,
         namespaces,

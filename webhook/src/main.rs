@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use zastava_crds::contracts::Decision;
 use zastava_webhook::check::{check, load_policies, load_subject};
+use zastava_webhook::registry::Registry;
 
 #[derive(Parser)]
 #[command(name = "zastava-webhook", version, about)]
@@ -44,6 +45,9 @@ enum Command {
         /// Skip registry lookups and name each gate that could not be checked.
         #[arg(long)]
         offline: bool,
+        /// Registries (`host:port`) spoken to over plain HTTP, comma-separated.
+        #[arg(long, env = "ZASTAVA_INSECURE_REGISTRIES", value_delimiter = ',')]
+        insecure_registries: Vec<String>,
     },
 }
 
@@ -69,13 +73,14 @@ fn main() -> ExitCode {
             namespace_labels,
             zastava_namespace,
             offline,
+            insecure_registries,
         } => check_command(
             &policy,
             &object,
             namespace,
             namespace_labels,
             &zastava_namespace,
-            offline,
+            (!offline).then_some(insecure_registries),
         ),
     }
 }
@@ -113,7 +118,7 @@ fn check_command(
     namespace: Option<String>,
     namespace_labels: Vec<(String, String)>,
     zastava_namespace: &str,
-    offline: bool,
+    registry: Option<Vec<String>>,
 ) -> ExitCode {
     match run_check(
         policy,
@@ -121,7 +126,7 @@ fn check_command(
         namespace,
         namespace_labels.into_iter().collect(),
         zastava_namespace,
-        offline,
+        registry,
     ) {
         Ok(Decision::Allow) => ExitCode::SUCCESS,
         Ok(Decision::Deny) => ExitCode::from(1),
@@ -138,7 +143,7 @@ fn run_check(
     namespace: Option<String>,
     labels: BTreeMap<String, String>,
     zastava_namespace: &str,
-    offline: bool,
+    registry: Option<Vec<String>>,
 ) -> anyhow::Result<Decision> {
     let mut policies = Vec::new();
     for file in policy_files {
@@ -152,19 +157,35 @@ fn run_check(
     let namespace = namespace
         .or_else(|| subject.namespace.clone())
         .unwrap_or_else(|| "default".to_string());
-    let evaluation = check(
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let offline = if registry.is_none() { " (offline)" } else { "" };
+    let registry = registry.map(|insecure| {
+        Registry::new(
+            insecure,
+            std::time::Duration::from_secs(10),
+            zastava_webhook::metrics::Metrics::new(),
+        )
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let checked = runtime.block_on(check(
         &policies,
         &subject,
         &namespace,
         &labels,
         zastava_namespace,
-        offline,
-    )?;
+        registry.as_ref(),
+    ));
+    for problem in &checked.problems {
+        eprintln!("warning: {problem}");
+    }
+    let evaluation = checked.evaluation;
     for warning in &evaluation.warnings {
         eprintln!("warning: {warning}");
     }
     for gate in &evaluation.not_checked {
-        eprintln!("not checked (offline): {gate}");
+        eprintln!("not checked{offline}: {gate}");
     }
     println!("{}", serde_json::to_string_pretty(&evaluation.decision)?);
     Ok(evaluation.decision.decision)

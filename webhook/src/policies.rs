@@ -11,7 +11,13 @@ use sigstore::crypto::CosignVerificationKey;
 use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
 use zastava_crds::ZastavaPolicy;
 
-use crate::evaluate::Governing;
+use crate::backend::Answers;
+use crate::evaluate::{Check, Governing, ImageFacts};
+use crate::registry::{RegistryFacts, Unavailable};
+
+/// What the registry said about each image of a workload, by the image as the pod spec gives
+/// it; images without an entry were not looked up.
+pub type Lookups = std::collections::HashMap<String, Result<Arc<RegistryFacts>, Unavailable>>;
 
 /// One policy with the keys that parsed.
 pub struct ActivePolicy {
@@ -26,6 +32,39 @@ impl ActivePolicy {
         Governing {
             name: &self.name,
             spec: &self.spec,
+        }
+    }
+
+    /// The answers to this policy's questions about `image`, from what the registry and the
+    /// backend said (no entry: not asked). Signatures are checked against this policy's keys
+    /// only.
+    pub fn facts(&self, image: &str, lookups: &Lookups, answers: &Answers) -> ImageFacts {
+        let backend = match &self.spec.verify.backend {
+            None => Check::NotChecked,
+            Some(b) => match answers.get(&(b.url.clone(), image.to_string())) {
+                Some(Ok(result)) => Check::Known(result.clone()),
+                Some(Err(e)) => Check::Unavailable(e.clone()),
+                None => Check::NotChecked,
+            },
+        };
+        let registry = match lookups.get(image) {
+            None => ImageFacts::not_checked(),
+            Some(Err(e)) => ImageFacts::unavailable(&e.to_string()),
+            Some(Ok(f)) => ImageFacts {
+                digest: Check::Known(f.digest.clone()),
+                signed: if self.spec.verify.signature.required || !self.keys.is_empty() {
+                    Check::Known(f.signed_by(&self.keys))
+                } else {
+                    Check::NotChecked
+                },
+                sbom: Check::Known(f.has_sbom(&self.spec.verify.sbom_referrer.artifact_types)),
+                base_digest: Check::Known(f.base_digest.clone()),
+                backend: Check::NotChecked,
+            },
+        };
+        ImageFacts {
+            backend,
+            ..registry
         }
     }
 
@@ -129,6 +168,42 @@ impl PolicySet {
             Duration::from_secs(positive.into()),
             Duration::from_secs(negative.into()),
         )
+    }
+
+    /// The ImageFacts `evaluate` asks for, answered from `lookups` and `answers`.
+    pub fn facts<'a>(
+        &'a self,
+        lookups: &'a Lookups,
+        answers: &'a Answers,
+    ) -> impl Fn(&str, &Governing<'_>) -> ImageFacts + 'a {
+        move |image, policy| match self.get(policy.name) {
+            Some(active) => active.facts(image, lookups, answers),
+            None => ImageFacts::not_checked(),
+        }
+    }
+
+    /// The backends `policies` ask, with the shortest timeout any of them sets.
+    pub fn backends(&self, policies: &[Governing<'_>]) -> Vec<(String, Duration)> {
+        let mut backends: BTreeMap<String, Duration> = BTreeMap::new();
+        for backend in policies
+            .iter()
+            .filter_map(|g| g.spec.verify.backend.as_ref())
+        {
+            let timeout = Duration::from_secs(backend.timeout_seconds.into());
+            backends
+                .entry(backend.url.clone())
+                .and_modify(|t| *t = (*t).min(timeout))
+                .or_insert(timeout);
+        }
+        backends.into_iter().collect()
+    }
+
+    /// Whether any of `policies` needs the registry.
+    pub fn needs_registry(&self, policies: &[Governing<'_>]) -> bool {
+        policies
+            .iter()
+            .filter_map(|g| self.get(g.name))
+            .any(|p| p.needs_registry())
     }
 
     pub fn get(&self, name: &str) -> Option<&ActivePolicy> {

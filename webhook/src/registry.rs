@@ -194,6 +194,18 @@ impl Registry {
         .await
     }
 
+    /// Resolves `image` and fetches everything known about its digest, without caching (the
+    /// `check` CLI; the server caches the two steps separately).
+    pub async fn lookup(
+        &self,
+        image: &ImageReference,
+        auth: &RegistryAuth,
+    ) -> Result<RegistryFacts, Unavailable> {
+        let digest = self.resolve(image, auth).await?;
+        self.facts(&image.registry, &image.repository, &digest, auth)
+            .await
+    }
+
     /// Everything known about `registry/repository@digest`.
     pub async fn facts(
         &self,

@@ -1,7 +1,7 @@
 //! The admission server: decodes the review, gathers what the registry says about each image
 //! (through the caches), lets [`evaluate`](crate::evaluate::evaluate) decide, and answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -26,10 +26,11 @@ use zastava_crds::contracts::{canonical_json, Decision};
 use zastava_crds::image::ImageReference;
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
+use crate::backend::{Answers, Backend};
 use crate::cache::{Lookup, TtlCache, Ttls};
-use crate::evaluate::{deny_message, evaluate, governing, Check, Governing, ImageFacts};
+use crate::evaluate::{deny_message, evaluate, governing, Governing};
 use crate::metrics::Metrics;
-use crate::policies::PolicySet;
+use crate::policies::{Lookups, PolicySet};
 use crate::registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
 use crate::tls::CertStore;
 
@@ -41,6 +42,7 @@ pub struct App {
     pub resolved: TtlCache<String, String>,
     /// `registry/repository@digest` → what the registry says about it.
     pub facts: TtlCache<String, Arc<RegistryFacts>>,
+    pub backend: Backend,
     pub ttls: Arc<Ttls>,
     pub metrics: Metrics,
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
@@ -69,6 +71,7 @@ impl App {
         if changed {
             self.resolved.invalidate_all();
             self.facts.invalidate_all();
+            self.backend.invalidate_all();
         }
     }
 
@@ -108,13 +111,9 @@ impl App {
         let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
         let applying = governing(&all, &review.namespace, &labels, &self.zastava_namespace);
 
-        let needs_registry = applying
-            .iter()
-            .filter_map(|g| set.get(g.name))
-            .any(|p| p.needs_registry());
-        let mut lookups: HashMap<String, Result<Arc<RegistryFacts>, Unavailable>> = HashMap::new();
+        let mut lookups = Lookups::new();
         let (mut hits, mut misses) = (0u32, 0u32);
-        if needs_registry {
+        if set.needs_registry(&applying) {
             let pull_secrets: Vec<String> = review
                 .workload
                 .spec
@@ -123,14 +122,7 @@ impl App {
                 .flatten()
                 .map(|s| s.name.clone())
                 .collect();
-            let mut images: Vec<String> = review
-                .workload
-                .images()
-                .into_iter()
-                .map(|c| c.image)
-                .collect();
-            images.sort();
-            images.dedup();
+            let images = review.workload.distinct_images();
             let found = futures::future::join_all(
                 images
                     .iter()
@@ -154,26 +146,16 @@ impl App {
             }
         }
 
-        let facts = |image: &str, policy: &Governing<'_>| -> ImageFacts {
-            let (Some(result), Some(active)) = (lookups.get(image), set.get(policy.name)) else {
-                return ImageFacts::not_checked();
-            };
-            match result {
-                Ok(f) => ImageFacts {
-                    digest: Check::Known(f.digest.clone()),
-                    signed: if active.spec.verify.signature.required || !active.keys.is_empty() {
-                        Check::Known(f.signed_by(&active.keys))
-                    } else {
-                        Check::NotChecked
-                    },
-                    sbom: Check::Known(
-                        f.has_sbom(&active.spec.verify.sbom_referrer.artifact_types),
-                    ),
-                    base_digest: Check::Known(f.base_digest.clone()),
-                },
-                Err(e) => ImageFacts::unavailable(&e.to_string()),
-            }
+        let backends = set.backends(&applying);
+        let answers = if backends.is_empty() {
+            Answers::new()
+        } else {
+            let images: Vec<String> = review.workload.distinct_images();
+            self.backend
+                .answers(&backends, &review.namespace, &labels, &images)
+                .await
         };
+        let facts = set.facts(&lookups, &answers);
         let evaluation = evaluate(
             &review.uid,
             &review.namespace,

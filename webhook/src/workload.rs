@@ -86,6 +86,14 @@ impl Workload {
         })
     }
 
+    /// Each image once, sorted: what the registry and backend are asked about.
+    pub fn distinct_images(&self) -> Vec<String> {
+        let mut images: Vec<String> = self.images().into_iter().map(|c| c.image).collect();
+        images.sort();
+        images.dedup();
+        images
+    }
+
     /// Every container's image: init, app, then ephemeral containers.
     pub fn images(&self) -> Vec<ContainerImage> {
         let init = self

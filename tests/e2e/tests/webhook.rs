@@ -296,3 +296,58 @@ async fn editing_the_policy_keys_flips_the_decision_without_a_restart() {
     delete_policy(&client, &policy).await;
     delete_namespace(&client, &ns).await;
 }
+
+/// `zastava-webhook check` as CI runs it before a policy is applied: live lookups against the
+/// real registry decide on the real signature.
+#[tokio::test]
+async fn the_check_cli_verifies_against_the_live_registry() {
+    let keys = CosignKeys::generate();
+    let signed = TestImage::push(&unique("check-signed"), "v1");
+    keys.sign(&signed.by_digest());
+    let unsigned = TestImage::push(&unique("check-unsigned"), "v1");
+    let dir = std::env::temp_dir().join(unique("check"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = json!({
+        "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "ZastavaPolicy",
+        "metadata": {"name": "signed-only"},
+        "spec": {"verify": {"signature": {"required": true,
+                                          "keys": [{"name": "release", "pem": keys.public_pem}]}}},
+    });
+    std::fs::write(dir.join("policy.json"), policy.to_string()).unwrap();
+    let run = |image: &str| {
+        std::fs::write(dir.join("pod.json"), pod("team", "p", image)).unwrap();
+        std::process::Command::new(env("ZASTAVA_WEBHOOK_BIN"))
+            .args(["check", "--policy"])
+            .arg(dir.join("policy.json"))
+            .arg("--object")
+            .arg(dir.join("pod.json"))
+            .args(["--insecure-registries", &env("ZASTAVA_REGISTRY")])
+            .output()
+            .unwrap()
+    };
+    let out = run(&signed.by_tag());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["images"][0]["signed"], true);
+    assert_eq!(
+        decision["images"][0]["resolved"],
+        signed.by_digest().as_str()
+    );
+
+    let out = run(&unsigned.by_tag());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["decision"], "Deny");
+    assert_eq!(decision["images"][0]["signed"], false);
+    let _ = std::fs::remove_dir_all(&dir);
+}
