@@ -5,6 +5,7 @@
 //! them together for one process, [`inspect`] does it for files given by path, and
 //! [`entrytrace`] follows a container's entrypoint through its scripts. main.rs is the CLI.
 
+pub mod drift;
 pub mod elf;
 pub mod entrytrace;
 pub mod error;
