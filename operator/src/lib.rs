@@ -6,13 +6,16 @@ pub mod http;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
+pub mod tls;
 pub mod validate;
+pub mod webhook_config;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -46,6 +49,133 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The webhook's TLS and ValidatingWebhookConfiguration.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookArgs {
+    /// Keep the webhook's TLS Secret, CA and ValidatingWebhookConfiguration (`false` leaves
+    /// them entirely to someone else).
+    #[arg(long = "manage-webhook", env = "ZASTAVA_MANAGE_WEBHOOK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage: bool,
+    /// The webhook's Service in Zastava's namespace; not used with --webhook-url.
+    #[arg(
+        long = "webhook-service",
+        env = "ZASTAVA_WEBHOOK_SERVICE",
+        default_value = "zastava-webhook"
+    )]
+    pub service: String,
+    /// The port of that Service the webhook is called on.
+    #[arg(
+        long = "webhook-service-port",
+        env = "ZASTAVA_WEBHOOK_SERVICE_PORT",
+        default_value_t = 443
+    )]
+    pub service_port: u16,
+    /// Call the webhook at this https URL instead of through its Service (for clusters that
+    /// do not route Services); the serving certificate then names the URL's host.
+    #[arg(long = "webhook-url", env = "ZASTAVA_WEBHOOK_URL", value_parser = parse_webhook_url)]
+    pub url: Option<String>,
+    /// The webhook's `kubernetes.io/tls` Secret in Zastava's namespace.
+    #[arg(
+        long = "webhook-tls-secret",
+        env = "ZASTAVA_WEBHOOK_TLS_SECRET",
+        default_value = "zastava-webhook-tls"
+    )]
+    pub tls_secret: String,
+    /// The Secret in Zastava's namespace holding the operator's CA (and, during a rotation,
+    /// the previous one).
+    #[arg(
+        long = "webhook-ca-secret",
+        env = "ZASTAVA_WEBHOOK_CA_SECRET",
+        default_value = "zastava-webhook-ca"
+    )]
+    pub ca_secret: String,
+    /// Use the TLS Secret as someone else (e.g. cert-manager) keeps it instead of issuing the
+    /// certificate through a CSR; `caBundle` comes from its `ca.crt`.
+    #[arg(
+        long = "webhook-existing-secret",
+        env = "ZASTAVA_WEBHOOK_EXISTING_SECRET"
+    )]
+    pub existing_secret: bool,
+    /// With --webhook-existing-secret: the cert-manager Certificate (`namespace/name`) whose CA
+    /// cert-manager's CA injector writes into `caBundle`.
+    #[arg(long = "webhook-cert-manager-certificate", env = "ZASTAVA_WEBHOOK_CERT_MANAGER_CERTIFICATE", requires = "existing_secret", value_parser = parse_namespaced_name)]
+    pub cert_manager_certificate: Option<String>,
+    /// The ValidatingWebhookConfiguration's name.
+    #[arg(
+        long = "webhook-config-name",
+        env = "ZASTAVA_WEBHOOK_CONFIG_NAME",
+        default_value = "zastava-webhook"
+    )]
+    pub config_name: String,
+    /// How long the API server waits for the webhook before its failure policy applies.
+    #[arg(long = "webhook-timeout-seconds", env = "ZASTAVA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub timeout_seconds: i32,
+    /// Validity of serving certificates; renewed two thirds into it. Fractions are allowed
+    /// (tests shorten it to force rotations).
+    #[arg(long = "cert-validity-hours", env = "ZASTAVA_CERT_VALIDITY_HOURS", default_value_t = 720.0, value_parser = parse_hours)]
+    pub cert_validity_hours: f64,
+    /// Validity of the operator's CA; rotated two thirds into it.
+    #[arg(long = "ca-validity-hours", env = "ZASTAVA_CA_VALIDITY_HOURS", default_value_t = 87600.0, value_parser = parse_hours)]
+    pub ca_validity_hours: f64,
+}
+
+impl WebhookArgs {
+    fn settings(&self, namespace: &str) -> webhook_config::Settings {
+        webhook_config::Settings {
+            name: self.config_name.clone(),
+            target: match &self.url {
+                Some(url) => webhook_config::Target::Url(url.clone()),
+                None => webhook_config::Target::Service {
+                    namespace: namespace.to_string(),
+                    name: self.service.clone(),
+                    port: i32::from(self.service_port),
+                },
+            },
+            timeout_seconds: self.timeout_seconds,
+        }
+    }
+
+    fn provisioning(&self) -> tls::Provisioning {
+        let hours = |h: f64| time::Duration::seconds_f64(h * 3600.0);
+        if self.existing_secret {
+            tls::Provisioning::Existing {
+                cert_manager_certificate: self.cert_manager_certificate.clone(),
+            }
+        } else {
+            tls::Provisioning::Csr {
+                ca_secret: self.ca_secret.clone(),
+                validity: hours(self.cert_validity_hours),
+                ca_validity: hours(self.ca_validity_hours),
+            }
+        }
+    }
+}
+
+fn parse_webhook_url(url: &str) -> Result<String, String> {
+    webhook_config::url_host(url).map(|_| url.to_string())
+}
+
+fn parse_namespaced_name(value: &str) -> Result<String, String> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(value.to_string())
+        }
+        _ => Err("expected NAMESPACE/NAME".into()),
+    }
+}
+
+/// At least a minute: a certificate must outlive the pass that issues it by far.
+fn parse_hours(value: &str) -> Result<f64, String> {
+    let hours: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    if (1.0 / 60.0..=24.0 * 365.0 * 100.0).contains(&hours) {
+        Ok(hours)
+    } else {
+        Err("expected hours between 1/60 (a minute) and 876000 (100 years)".into())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +241,17 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config.identity.clone(),
         metrics.clone(),
     ));
+    let webhook_ctx = config.webhook.manage.then(|| {
+        Arc::new(tls::Context::new(
+            client.clone(),
+            config.namespace.clone(),
+            config.identity.clone(),
+            config.webhook.settings(&config.namespace),
+            config.webhook.tls_secret.clone(),
+            config.webhook.provisioning(),
+            metrics.clone(),
+        ))
+    });
 
     loop {
         let mut stop = stop_rx.clone();
@@ -125,13 +266,21 @@ pub async fn run(config: Config) -> Result<(), Error> {
         metrics.leader.set(1);
         let mut lost = leader.clone();
         let mut stop = stop_rx.clone();
-        reconcile::run_policy_controller(ctx.clone(), async move {
+        // Every controller stops on the same signal: losing the Lease or a shutdown.
+        let stepping_down = async move {
             tokio::select! {
                 _ = lost.wait_for(|l| !*l) => tracing::warn!("lost the leader Lease; standing by"),
                 _ = stop.wait_for(|s| *s) => {},
             }
-        })
-        .await;
+        }
+        .shared();
+        let policies = reconcile::run_policy_controller(ctx.clone(), stepping_down.clone());
+        match &webhook_ctx {
+            Some(webhook_ctx) => {
+                tokio::join!(policies, tls::run(webhook_ctx.clone(), stepping_down));
+            }
+            None => policies.await,
+        }
         metrics.leader.set(0);
         if *stop_rx.borrow() {
             break;
@@ -198,5 +347,98 @@ async fn shutdown_signal() {
             tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the operator");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("zastava-operator").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn by_default_the_csr_flow_serves_the_webhook_service() {
+        let config = parse(&[]).unwrap();
+        assert!(config.webhook.manage);
+        let settings = config.webhook.settings("zastava-system");
+        assert_eq!(settings.name, "zastava-webhook");
+        assert_eq!(settings.timeout_seconds, 5);
+        assert_eq!(
+            settings.target,
+            webhook_config::Target::Service {
+                namespace: "zastava-system".into(),
+                name: "zastava-webhook".into(),
+                port: 443,
+            }
+        );
+        assert_eq!(config.webhook.tls_secret, "zastava-webhook-tls");
+        assert_eq!(
+            config.webhook.provisioning(),
+            tls::Provisioning::Csr {
+                ca_secret: "zastava-webhook-ca".into(),
+                validity: time::Duration::hours(720),
+                ca_validity: time::Duration::hours(87600),
+            }
+        );
+    }
+
+    #[test]
+    fn a_url_replaces_the_service_and_must_be_https() {
+        let config = parse(&[
+            "--webhook-url",
+            "https://127.0.0.1:9443/validate",
+            "--cert-validity-hours",
+            "0.05",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.webhook.settings("zastava-system").target,
+            webhook_config::Target::Url("https://127.0.0.1:9443/validate".into())
+        );
+        assert!(matches!(
+            config.webhook.provisioning(),
+            tls::Provisioning::Csr { validity, .. } if validity == time::Duration::minutes(3)
+        ));
+        assert!(parse(&["--webhook-url", "http://127.0.0.1:9443/validate"]).is_err());
+        assert!(parse(&["--cert-validity-hours", "0"]).is_err());
+        assert!(parse(&["--cert-validity-hours", "NaN"]).is_err());
+        assert!(parse(&["--webhook-timeout-seconds", "31"]).is_err());
+    }
+
+    #[test]
+    fn cert_manager_needs_an_existing_secret() {
+        assert!(parse(&[
+            "--webhook-cert-manager-certificate",
+            "zastava-system/webhook"
+        ])
+        .is_err());
+        let config = parse(&[
+            "--webhook-existing-secret",
+            "--webhook-cert-manager-certificate",
+            "zastava-system/webhook",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.webhook.provisioning(),
+            tls::Provisioning::Existing {
+                cert_manager_certificate: Some("zastava-system/webhook".into())
+            }
+        );
+        assert!(parse(&[
+            "--webhook-existing-secret",
+            "--webhook-cert-manager-certificate",
+            "webhook"
+        ])
+        .is_err());
+        let off = parse(&["--manage-webhook", "false"]).unwrap();
+        assert!(!off.webhook.manage);
     }
 }

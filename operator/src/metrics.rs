@@ -1,6 +1,6 @@
 //! The operator's Prometheus registry.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -12,6 +12,17 @@ pub struct Metrics {
     pub policy_rejections: IntCounterVec,
     /// 1 while this replica holds the leader Lease.
     pub leader: IntGauge,
+    /// Serving-certificate requests by how they ended (`issued`, `denied`, `failed`,
+    /// `deleted` by someone else, `error`).
+    pub certificate_issuance: IntCounterVec,
+    /// Certificates renewed, by `certificate` (`serving`, `ca`) and `reason`.
+    pub certificate_renewals: IntCounterVec,
+    /// Seconds until the current certificate expires, by `certificate` (`serving`, `ca`);
+    /// negative once expired, 0 while there is none.
+    pub certificate_expiry: GaugeVec,
+    /// Writes of the ValidatingWebhookConfiguration, by `change` (`created`, `updated`: a
+    /// policy changed or someone else's edit was put back).
+    pub webhook_config_applies: IntCounterVec,
 }
 
 impl Metrics {
@@ -49,11 +60,47 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
         )
         .expect("valid metric");
+        let certificate_issuance = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_certificate_issuance_total",
+                "Webhook serving-certificate requests by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let certificate_renewals = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_certificate_renewals_total",
+                "Webhook certificates renewed, by certificate and reason",
+            ),
+            &["certificate", "reason"],
+        )
+        .expect("valid metric");
+        let certificate_expiry = GaugeVec::new(
+            Opts::new(
+                "zastava_operator_certificate_expiry_seconds",
+                "Seconds until the webhook certificate expires",
+            ),
+            &["certificate"],
+        )
+        .expect("valid metric");
+        let webhook_config_applies = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_webhook_config_applies_total",
+                "Writes of the ValidatingWebhookConfiguration by change",
+            ),
+            &["change"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
             Box::new(policy_rejections.clone()),
             Box::new(leader.clone()),
+            Box::new(certificate_issuance.clone()),
+            Box::new(certificate_renewals.clone()),
+            Box::new(certificate_expiry.clone()),
+            Box::new(webhook_config_applies.clone()),
         ] {
             registry
                 .register(collector)
@@ -65,6 +112,10 @@ impl Metrics {
             reconcile_duration,
             policy_rejections,
             leader,
+            certificate_issuance,
+            certificate_renewals,
+            certificate_expiry,
+            webhook_config_applies,
         }
     }
 
