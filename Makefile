@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E := tests/e2e
 
-.PHONY: help demo demo-down test lint unit e2e crds build cluster-up cluster-down
+.PHONY: help demo demo-down test lint unit e2e crds build cluster-up cluster-down bench-webhook
 
 help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
@@ -12,6 +12,7 @@ help:
 	@echo "make crds          regenerate crds/*.yaml from the Rust types"
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
+	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
 
 demo:
 	bash $(E2E)/demo.sh
@@ -42,6 +43,9 @@ cluster-up:
 
 cluster-down:
 	bash $(E2E)/cluster/down.sh
+
+bench-webhook:
+	bash $(E2E)/bench-webhook.sh
 
 # rustfmt and clippy ship with the toolchain but are separate rustup components.
 .PHONY: rust-toolchain

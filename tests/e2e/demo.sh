@@ -13,7 +13,9 @@ if [[ ${1:-} == down ]]; then
     . "$ENV_FILE"
     # shellcheck source=zastava.sh
     . tests/e2e/zastava.sh
+    zastava_stop_webhook
     zastava_stop_operator
+    zastava_remove_webhook_configuration
   fi
   exec bash tests/e2e/cluster/down.sh
 fi
@@ -27,6 +29,7 @@ bash tests/e2e/cluster/up.sh
 zastava_build
 zastava_install_crds
 zastava_start_operator
+zastava_start_webhook
 
 log "applying config/samples/"
 kubectl apply -f config/samples/
@@ -40,11 +43,25 @@ kubectl get zastavapolicies,runtimepostures -A
 echo
 echo "\$ kubectl describe zastavapolicy broken-key | tail -n 8"
 kubectl describe zastavapolicy broken-key | tail -n 8
+# The baseline policy now guards every namespace: an unsigned image is refused at admission.
+kubectl create namespace zastava-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+echo
+echo "\$ kubectl -n zastava-demo run unsigned --image=$ZASTAVA_TEST_IMAGE --dry-run=server"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  if out=$(kubectl -n zastava-demo run unsigned --image="$ZASTAVA_TEST_IMAGE" --dry-run=server 2>&1); then
+    sleep 1 # the webhook configuration is being put in place
+  else
+    break
+  fi
+done
+echo "$out"
 cat <<EOF
 
 Zastava is running against the local cluster.
   export KUBECONFIG=$KUBECONFIG      # then: kubectl get zp; kubectl get rp -A
   operator metrics: curl http://$ZASTAVA_OPERATOR_ADDR/metrics
   operator log:     $ZASTAVA_OPERATOR_LOG
+  webhook metrics:  curl http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
+  webhook log:      $ZASTAVA_WEBHOOK_LOG   (one "admission decision" line per review)
   stop everything:  make demo-down
 EOF

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use sha2::{Digest, Sha256};
 use sigstore::crypto::CosignVerificationKey;
 use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
 use zastava_crds::ZastavaPolicy;
@@ -25,6 +26,8 @@ pub struct ActivePolicy {
     pub generation: i64,
     pub spec: ZastavaPolicySpec,
     pub keys: Vec<CosignVerificationKey>,
+    /// Identifies the key material in `keys`, for memoized verifications.
+    pub key_set: u64,
 }
 
 impl ActivePolicy {
@@ -53,7 +56,7 @@ impl ActivePolicy {
             Some(Ok(f)) => ImageFacts {
                 digest: Check::Known(f.digest.clone()),
                 signed: if self.spec.verify.signature.required || !self.keys.is_empty() {
-                    Check::Known(f.signed_by(&self.keys))
+                    Check::Known(f.signed_by(self.key_set, &self.keys))
                 } else {
                     Check::NotChecked
                 },
@@ -100,6 +103,7 @@ impl PolicySet {
             .map(|p| {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let mut keys = Vec::new();
+                let mut key_material = Sha256::new();
                 for (index, key) in p.spec.verify.signature.keys.iter().enumerate() {
                     let pem = match (&key.pem, &key.secret_ref) {
                         (Some(pem), _) => Ok(pem.as_bytes().to_vec()),
@@ -111,7 +115,10 @@ impl PolicySet {
                         (None, None) => Err("neither pem nor secretRef".to_string()),
                     };
                     match pem.and_then(|pem| {
-                        CosignVerificationKey::try_from_pem(&pem).map_err(|e| e.to_string())
+                        let key = CosignVerificationKey::try_from_pem(&pem).map_err(|e| e.to_string())?;
+                        key_material.update(&pem);
+                        key_material.update([0]);
+                        Ok(key)
                     }) {
                         Ok(k) => keys.push(k),
                         Err(e) => problems.push(format!(
@@ -125,11 +132,13 @@ impl PolicySet {
                         "{name}: keyless identities are not verified by this webhook (no Fulcio/Rekor trust root); only keys count"
                     ));
                 }
+                let digest = key_material.finalize();
                 ActivePolicy {
                     name,
                     generation: p.metadata.generation.unwrap_or_default(),
                     spec: p.spec.clone(),
                     keys,
+                    key_set: u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest")),
                 }
             })
             .collect();

@@ -45,6 +45,8 @@ const MANIFEST_TYPES: [&str; 4] = [
     oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
     oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
+/// What OCI 1.1 artifacts without a config of their own carry as config media type.
+const EMPTY_ARTIFACT: &str = "application/vnd.oci.empty.v1+json";
 /// Signature payloads are small JSON documents; anything larger is not one.
 const MAX_PAYLOAD_BYTES: i64 = 64 * 1024;
 /// Referrers looked at per image: bounds the work an image with thousands of referrers costs.
@@ -76,12 +78,53 @@ pub struct RegistryFacts {
     pub sbom_types: BTreeSet<String>,
     /// The manifest's `org.opencontainers.image.base.digest` annotation.
     pub base_digest: Option<String>,
+    /// Verdicts of [`signed_by`](Self::signed_by) by key-set id: an ECDSA verification costs
+    /// more than the rest of a warm decision, and the answer cannot change for this digest.
+    pub verified: VerifiedMemo,
 }
 
+/// A memo that is not part of the value: clones start empty, and it never affects equality.
+#[derive(Debug, Default)]
+pub struct VerifiedMemo(Mutex<HashMap<u64, bool>>);
+
+impl Clone for VerifiedMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for VerifiedMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for VerifiedMemo {}
+
 impl RegistryFacts {
-    /// Whether a signature over this digest verifies against any of `keys`. A payload that
-    /// names another digest does not count: a signature cannot be moved between images.
-    pub fn signed_by(&self, keys: &[CosignVerificationKey]) -> bool {
+    /// Whether a signature over this digest verifies against any of `keys` (whose set is
+    /// identified by `key_set`). A payload that names another digest does not count: a
+    /// signature cannot be moved between images.
+    pub fn signed_by(&self, key_set: u64, keys: &[CosignVerificationKey]) -> bool {
+        let memo = |m: &Mutex<HashMap<u64, bool>>| {
+            m.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key_set)
+                .copied()
+        };
+        if let Some(known) = memo(&self.verified.0) {
+            return known;
+        }
+        let verified = self.verify(keys);
+        self.verified
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key_set, verified);
+        verified
+    }
+
+    fn verify(&self, keys: &[CosignVerificationKey]) -> bool {
         self.signatures.iter().any(|s| {
             payload_digest(&s.payload).as_deref() == Some(self.digest.as_str())
                 && keys.iter().any(|k| {
@@ -227,49 +270,70 @@ impl Registry {
         let sig = at(format!("{tag_prefix}.sig"));
         let sbom = at(format!("{tag_prefix}.sbom"));
         let att = at(format!("{tag_prefix}.att"));
-        let (manifest, sig_tag, sbom_tag, att_tag, referrers) = tokio::join!(
+        let index_tag = at(tag_prefix);
+        // Independent branches run concurrently; each signature branch fetches its payloads
+        // as soon as its manifest arrives, so the slowest branch alone sets the latency.
+        let (manifest, tag_signatures, sbom_tag, att_tag, referrers) = tokio::join!(
             self.manifest(&client, &subject, auth, registry, "manifest"),
-            self.optional_manifest(&client, &sig, auth, registry),
+            async {
+                match self
+                    .optional_manifest(&client, &sig, auth, registry)
+                    .await?
+                {
+                    Some(m) => self.signatures(&client, &sig, &m, registry).await,
+                    None => Ok(Vec::new()),
+                }
+            },
             self.optional_manifest(&client, &sbom, auth, registry),
             self.optional_manifest(&client, &att, auth, registry),
-            self.referrers(&client, &subject, auth, registry),
+            self.referrers(&client, &subject, &index_tag, auth, registry, &at),
         );
         let manifest = manifest?;
+        let (referrer_signatures, referrer_types) = referrers?;
         let mut facts = RegistryFacts {
             digest: digest.to_string(),
             base_digest: manifest["annotations"][BASE_DIGEST_ANNOTATION]
                 .as_str()
                 .map(String::from),
+            signatures: tag_signatures?,
+            sbom_types: referrer_types,
             ..RegistryFacts::default()
         };
-        let mut signature_manifests = Vec::new();
-        if let Some(m) = sig_tag? {
-            signature_manifests.push((sig, m));
-        }
+        facts.signatures.extend(referrer_signatures);
         if let Some(m) = sbom_tag? {
             facts.sbom_types.extend(layer_types(&m));
         }
         if let Some(m) = att_tag? {
             facts.sbom_types.extend(attestation_sbom_types(&m));
         }
-        for (referrer_digest, referrer) in referrers? {
-            let artifact_type = artifact_type(&referrer);
-            if artifact_type == COSIGN_SIGNATURE_ARTIFACT {
-                signature_manifests.push((at(referrer_digest), referrer));
-            } else if !artifact_type.is_empty() {
-                facts.sbom_types.insert(artifact_type);
-            }
-        }
-        for (reference, manifest) in signature_manifests {
-            for layer in simplesigning_layers(&manifest) {
-                let payload = self.blob(&client, &reference, &layer.0, registry).await?;
-                facts.signatures.push(SignedPayload {
-                    payload,
-                    signature: layer.1,
-                });
-            }
-        }
         Ok(facts)
+    }
+
+    /// The payloads of a cosign signature manifest's simple-signing layers.
+    async fn signatures(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        manifest: &Value,
+        registry: &str,
+    ) -> Result<Vec<SignedPayload>, Unavailable> {
+        let layers = simplesigning_layers(manifest);
+        let payloads = futures::future::join_all(
+            layers
+                .iter()
+                .map(|(descriptor, _)| self.blob(client, reference, descriptor, registry)),
+        )
+        .await;
+        layers
+            .into_iter()
+            .zip(payloads)
+            .map(|((_, signature), payload)| {
+                Ok(SignedPayload {
+                    payload: payload?,
+                    signature,
+                })
+            })
+            .collect()
     }
 
     async fn manifest(
@@ -313,34 +377,71 @@ impl Registry {
         }
     }
 
-    /// The referrers of `subject` with their manifests, through the referrers API or the
-    /// `sha256-<hex>` tag on registries without it.
+    /// The signatures and SBOM artifact types among the referrers of `subject`. Registries
+    /// without the referrers API keep the referrers index under the `sha256-<hex>` tag: it is
+    /// read directly (one request, artifact types included), and the API asked only when that
+    /// tag does not exist.
     async fn referrers(
         &self,
         client: &Client,
         subject: &Reference,
+        index_tag: &Reference,
         auth: &RegistryAuth,
         registry: &str,
-    ) -> Result<Vec<(String, Value)>, Unavailable> {
-        client.store_auth_if_needed(registry, auth).await;
-        let index = self
-            .timed("referrers", registry, async {
-                client.pull_referrers(subject, None).await
-            })
-            .await?;
-        let mut out = Vec::new();
-        for entry in index.manifests.iter().take(MAX_REFERRERS) {
-            let reference = Reference::with_digest(
-                registry.to_string(),
-                subject.repository().to_string(),
-                entry.digest.clone(),
-            );
+        at: &(impl Fn(String) -> Reference + Sync),
+    ) -> Result<(Vec<SignedPayload>, BTreeSet<String>), Unavailable> {
+        let entries: Vec<(String, Option<String>)> = match self
+            .optional_manifest(client, index_tag, auth, registry)
+            .await?
+        {
+            Some(index) => index["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    let digest = m["digest"].as_str()?.to_string();
+                    Some((digest, m["artifactType"].as_str().map(String::from)))
+                })
+                .collect(),
+            None => {
+                client.store_auth_if_needed(registry, auth).await;
+                self.timed("referrers", registry, async {
+                    client.pull_referrers(subject, None).await
+                })
+                .await?
+                .manifests
+                .into_iter()
+                .map(|m| (m.digest, None))
+                .collect()
+            }
+        };
+        let mut signatures = Vec::new();
+        let mut types = BTreeSet::new();
+        for (digest, known_type) in entries.into_iter().take(MAX_REFERRERS) {
+            let reference = at(digest);
+            let is_other = known_type
+                .as_deref()
+                .is_some_and(|t| t != COSIGN_SIGNATURE_ARTIFACT);
+            if is_other {
+                types.extend(known_type.filter(|t| t != EMPTY_ARTIFACT));
+                continue;
+            }
+            // A signature, or an entry whose type only its manifest tells.
             let manifest = self
                 .manifest(client, &reference, auth, registry, "referrer")
                 .await?;
-            out.push((entry.digest.clone(), manifest));
+            match artifact_type(&manifest).as_str() {
+                COSIGN_SIGNATURE_ARTIFACT => signatures.extend(
+                    self.signatures(client, &reference, &manifest, registry)
+                        .await?,
+                ),
+                "" => {}
+                other => {
+                    types.insert(other.to_string());
+                }
+            }
         }
-        Ok(out)
+        Ok((signatures, types))
     }
 
     async fn blob(
@@ -444,7 +545,7 @@ pub fn artifact_type(manifest: &Value) -> String {
     manifest["artifactType"]
         .as_str()
         .or_else(|| manifest["config"]["mediaType"].as_str())
-        .filter(|t| *t != "application/vnd.oci.empty.v1+json")
+        .filter(|t| *t != EMPTY_ARTIFACT)
         .unwrap_or_default()
         .to_string()
 }
@@ -498,4 +599,164 @@ pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, String)> {
             Some((descriptor, signature.to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::SigningKey;
+    use serde_json::json;
+
+    const DIGEST: &str = "sha256:546ff503c91158fd220e5c466494023a2c9af6c91dee86e8f98ec76a1419d618";
+
+    /// A cosign simple-signing payload for `digest`, signed (ECDSA P-256, SHA-256, as cosign
+    /// does) with a fresh key; returns the payload and the key's public PEM.
+    fn signed(digest: &str) -> (SignedPayload, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let payload = json!({"critical": {"identity": {"docker-reference": "r/app"},
+            "image": {"docker-manifest-digest": digest}, "type": "cosign container image signature"},
+            "optional": null})
+        .to_string()
+        .into_bytes();
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(key.sign(&payload).unwrap());
+        (SignedPayload { payload, signature }, key.public_key_pem())
+    }
+
+    fn key(pem: &str) -> CosignVerificationKey {
+        CosignVerificationKey::try_from_pem(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_signature_verifies_only_with_its_key_and_for_its_digest() {
+        let (payload, pem) = signed(DIGEST);
+        let (_, other_pem) = signed(DIGEST);
+        let facts = RegistryFacts {
+            digest: DIGEST.to_string(),
+            signatures: vec![payload.clone()],
+            ..RegistryFacts::default()
+        };
+        assert!(facts.signed_by(1, &[key(&other_pem), key(&pem)]));
+        assert!(!facts.signed_by(2, &[key(&other_pem)]));
+        assert!(!facts.signed_by(3, &[]));
+        // The memo answers per key set, without verifying again.
+        assert!(facts.signed_by(1, &[]));
+        assert!(!facts.signed_by(2, &[key(&pem)]));
+
+        // The same signature presented for another image does not count.
+        let moved = RegistryFacts {
+            digest: format!("sha256:{}", "0".repeat(64)),
+            signatures: vec![payload.clone()],
+            ..RegistryFacts::default()
+        };
+        assert!(!moved.signed_by(1, &[key(&pem)]));
+
+        // A tampered payload does not verify.
+        let mut tampered = payload;
+        tampered.payload.push(b' ');
+        let facts = RegistryFacts {
+            digest: DIGEST.to_string(),
+            signatures: vec![tampered],
+            ..RegistryFacts::default()
+        };
+        assert!(!facts.signed_by(1, &[key(&pem)]));
+    }
+
+    #[test]
+    fn sbom_types_and_negative_facts() {
+        let mut facts = RegistryFacts::default();
+        assert!(facts.is_negative());
+        facts
+            .sbom_types
+            .insert("application/vnd.cyclonedx+json".into());
+        assert!(facts.has_sbom(&[
+            "application/spdx+json".into(),
+            "application/vnd.cyclonedx+json".into()
+        ]));
+        assert!(!facts.has_sbom(&["application/spdx+json".into()]));
+        assert!(facts.is_negative(), "no signature yet");
+        facts.signatures.push(SignedPayload {
+            payload: vec![],
+            signature: String::new(),
+        });
+        assert!(!facts.is_negative());
+    }
+
+    #[test]
+    fn cosign_and_oras_manifests_are_read() {
+        let sig = json!({"layers": [
+            {"mediaType": COSIGN_SIMPLESIGNING, "size": 250, "digest": "sha256:aa",
+             "annotations": {COSIGN_SIGNATURE_ANNOTATION: "MEUCIQ=="}},
+            {"mediaType": COSIGN_SIMPLESIGNING, "size": 10_000_000, "digest": "sha256:bb",
+             "annotations": {COSIGN_SIGNATURE_ANNOTATION: "huge"}},
+            {"mediaType": "application/octet-stream", "size": 1, "digest": "sha256:cc"},
+        ]});
+        let layers = simplesigning_layers(&sig);
+        assert_eq!(layers.len(), 1, "oversized and foreign layers are skipped");
+        assert_eq!(
+            (layers[0].0.digest.as_str(), layers[0].1.as_str()),
+            ("sha256:aa", "MEUCIQ==")
+        );
+
+        let oras = json!({"artifactType": "application/vnd.cyclonedx+json",
+                          "config": {"mediaType": "application/vnd.oci.empty.v1+json"}});
+        assert_eq!(artifact_type(&oras), "application/vnd.cyclonedx+json");
+        let legacy = json!({"config": {"mediaType": "application/spdx+json"}});
+        assert_eq!(artifact_type(&legacy), "application/spdx+json");
+        let empty = json!({"config": {"mediaType": "application/vnd.oci.empty.v1+json"}});
+        assert_eq!(artifact_type(&empty), "");
+
+        let sbom_tag = json!({"layers": [{"mediaType": "text/spdx+json"}]});
+        assert_eq!(layer_types(&sbom_tag), ["text/spdx+json"]);
+        let att = json!({"layers": [
+            {"annotations": {"predicateType": "https://cyclonedx.org/bom"}},
+            {"annotations": {"predicateType": "https://slsa.dev/provenance/v1"}},
+        ]});
+        assert_eq!(
+            attestation_sbom_types(&att),
+            ["application/vnd.cyclonedx+json"]
+        );
+        assert_eq!(payload_digest(b"not json"), None);
+    }
+
+    #[test]
+    fn pull_secret_credentials_are_found_by_registry() {
+        let config = json!({"auths": {
+            "https://registry.example.com/v1/": {"auth": base64::engine::general_purpose::STANDARD.encode("alice:s3cret")},
+            "127.0.0.1:5000": {"username": "bob", "password": "pw"},
+            "https://index.docker.io/v1/": {"auth": base64::engine::general_purpose::STANDARD.encode("carol:x")},
+        }})
+        .to_string();
+        let auth = |registry| docker_config_auth(config.as_bytes(), registry);
+        assert_eq!(
+            auth("registry.example.com"),
+            Some(RegistryAuth::Basic("alice".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            auth("127.0.0.1:5000"),
+            Some(RegistryAuth::Basic("bob".into(), "pw".into()))
+        );
+        assert_eq!(
+            auth("docker.io"),
+            Some(RegistryAuth::Basic("carol".into(), "x".into()))
+        );
+        assert_eq!(auth("ghcr.io"), None);
+        assert_eq!(docker_config_auth(b"garbage", "ghcr.io"), None);
+    }
+
+    #[test]
+    fn a_missing_manifest_is_absence_not_an_outage() {
+        let absent = OciDistributionError::ServerError {
+            code: 404,
+            url: "u".into(),
+            message: String::new(),
+        };
+        assert!(is_absent(&absent));
+        let down = OciDistributionError::ServerError {
+            code: 503,
+            url: "u".into(),
+            message: String::new(),
+        };
+        assert!(!is_absent(&down));
+    }
 }

@@ -380,6 +380,9 @@ impl OperatorReplica {
             .env("POD_NAME", identity)
             .env("ZASTAVA_LEASE_NAME", lease)
             .env("ZASTAVA_LEASE_DURATION_SECONDS", "6")
+            // The shared operator owns the webhook's TLS and configuration; a replica on a
+            // Lease of its own must not manage them too.
+            .env("ZASTAVA_MANAGE_WEBHOOK", "false")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -1,0 +1,258 @@
+//! `make bench-webhook`: the admission path measured against a ceiling in the same run.
+//!
+//! - warm: `POST /validate` over TLS keep-alive at concurrency 64 with a real AdmissionReview
+//!   of a signed image with an SBOM, every verdict in the cache; beside it, the same transport
+//!   (hyper + rustls) answering a fixed AdmissionReview response: the ceiling. Prints
+//!   decisions/s, client-side p50/p99 for both and the ratio, plus the server-side decision
+//!   time (p50/p99 of `App::handle`, no transport).
+//! - cold: the same review with the caches emptied before each request, so every decision
+//!   resolves the tag, fetches the signature and lists the referrers in the real registry.
+//!
+//! Needs the local registry and an image signed and given an SBOM there
+//! (tests/e2e/bench-webhook.sh prepares both and passes them in the environment).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use zastava_crds::ZastavaPolicy;
+use zastava_webhook::policies::PolicySet;
+use zastava_webhook::server::{admission_router, serve_tls, App};
+use zastava_webhook::tls::{certified_key, CertStore};
+use zastava_webhook::ServeConfig;
+
+const CONCURRENCY: usize = 64;
+const WARM_REQUESTS: usize = 20_000;
+const COLD_REQUESTS: usize = 200;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the benchmark through `make bench-webhook`")
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Run {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// `total` POSTs of `body` to `url` from `CONCURRENCY` keep-alive connections.
+async fn drive(client: &reqwest::Client, url: &str, body: &[u8], total: usize) -> Run {
+    let body = bytes::Bytes::copy_from_slice(body);
+    let started = Instant::now();
+    let workers = (0..CONCURRENCY).map(|_| {
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total / CONCURRENCY + 1);
+            for _ in 0..total / CONCURRENCY {
+                let t = Instant::now();
+                let response = client.post(&url).body(body.clone()).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let answer = response.bytes().await.unwrap();
+                latencies.push(t.elapsed());
+                assert!(answer.starts_with(b"{"));
+            }
+            latencies
+        })
+    });
+    let mut latencies: Vec<Duration> = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Run {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    }
+}
+
+async fn serve(certs: Arc<CertStore>, router: Router) -> (String, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/validate",
+        listener.local_addr().unwrap().port()
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(serve_tls(
+        listener,
+        certs,
+        router,
+        stop_rx,
+        Duration::from_secs(1),
+    ));
+    (url, stop)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let image = env("BENCH_IMAGE");
+    let config = ServeConfig {
+        namespace: "zastava-system".into(),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        tls_secret: "unused".into(),
+        insecure_registries: vec![env("ZASTAVA_REGISTRY")],
+        registry_timeout_ms: 5000,
+        cache_capacity: 10_000,
+        drain_seconds: 1,
+    };
+    let app: Arc<App> = zastava_webhook::app(&config, None, None);
+    let policy: ZastavaPolicy = serde_json::from_value(json!({
+        "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "ZastavaPolicy",
+        "metadata": {"name": "bench", "generation": 1},
+        "spec": {"images": {"bannedTags": ["latest"]}, "verify": {
+            "signature": {"required": true, "keys": [{"name": "bench", "pem": env("BENCH_PUBKEY")}]},
+            "sbomReferrer": {"required": true}}},
+    }))
+    .unwrap();
+    app.set_policies(PolicySet::build(&[Arc::new(policy)], &[]));
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    app.certs
+        .set(certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap());
+
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "bench", "operation": "CREATE", "namespace": "team",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "bench-7d9f", "namespace": "team", "labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "app", "image": image,
+                    "ports": [{"containerPort": 8080}],
+                    "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}}}]}}}});
+    let body = serde_json::to_vec(&review).unwrap();
+
+    // The decision must be the real one: admitted on a verified signature and SBOM.
+    let (status, answer) = app.handle(&body).await;
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    let fixed = app.handle(&body).await.1;
+    let ceiling = Router::new().route(
+        "/validate",
+        post(move || {
+            let fixed = fixed.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    fixed,
+                )
+            }
+        }),
+    );
+    let client = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+
+    let (webhook_url, stop_webhook) = serve(app.certs.clone(), admission_router(app.clone())).await;
+    let (ceiling_url, stop_ceiling) = serve(app.certs.clone(), ceiling).await;
+    // Warm-up: connections, caches, allocator.
+    drive(&client, &webhook_url, &body, 2_000).await;
+    drive(&client, &ceiling_url, &body, 2_000).await;
+    let webhook = drive(&client, &webhook_url, &body, WARM_REQUESTS).await;
+    let bare = drive(&client, &ceiling_url, &body, WARM_REQUESTS).await;
+
+    // Server-side decision time, no transport: App::handle with a warm cache.
+    let mut server_side = Vec::with_capacity(WARM_REQUESTS);
+    for _ in 0..WARM_REQUESTS {
+        let t = Instant::now();
+        let _ = app.handle(&body).await;
+        server_side.push(t.elapsed());
+    }
+    server_side.sort();
+
+    // Cold: every decision goes to the registry.
+    let mut cold = Vec::with_capacity(COLD_REQUESTS);
+    for _ in 0..COLD_REQUESTS {
+        app.resolved.invalidate_all();
+        app.facts.invalidate_all();
+        let t = Instant::now();
+        let (_, answer) = app.handle(&body).await;
+        cold.push(t.elapsed());
+        assert!(answer.contains("\"allowed\":true"), "{answer}");
+    }
+    cold.sort();
+    let _ = stop_webhook.send(true);
+    let _ = stop_ceiling.send(true);
+    // Where the cold path spends its time: mean registry call latency by operation.
+    let mut breakdown = Vec::new();
+    for family in app.metrics.registry.gather() {
+        if family.name() != "zastava_registry_latency_seconds" {
+            continue;
+        }
+        for m in family.get_metric() {
+            let h = m.get_histogram();
+            let op = m
+                .get_label()
+                .iter()
+                .map(|l| l.value())
+                .collect::<Vec<_>>()
+                .join(",");
+            breakdown.push(format!(
+                "{op} {:.2} ms x{}",
+                h.get_sample_sum() * 1000.0 / h.get_sample_count().max(1) as f64,
+                h.get_sample_count()
+            ));
+        }
+    }
+
+    println!("zastava-webhook admission benchmark (concurrency {CONCURRENCY}, TLS keep-alive, {WARM_REQUESTS} requests each)");
+    println!(
+        "{:<34} {:>12} {:>10} {:>10}",
+        "", "decisions/s", "p50 ms", "p99 ms"
+    );
+    for (name, run) in [
+        ("webhook /validate (warm cache)", &webhook),
+        ("bare axum+rustls fixed response", &bare),
+    ] {
+        println!(
+            "{name:<34} {:>12.0} {:>10.3} {:>10.3}",
+            run.per_second,
+            ms(run.p50),
+            ms(run.p99)
+        );
+    }
+    println!(
+        "throughput ratio webhook/bare: {:.2} (target >= 0.70)",
+        webhook.per_second / bare.per_second
+    );
+    println!(
+        "server-side decision, warm cache: p50 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)",
+        ms(percentile(&server_side, 0.50)),
+        ms(percentile(&server_side, 0.99))
+    );
+    println!(
+        "cold path (resolve + signature + referrers against the local registry, {COLD_REQUESTS} decisions): p50 {:.3} ms, p95 {:.3} ms (target p95 < 20 ms)",
+        ms(percentile(&cold, 0.50)),
+        ms(percentile(&cold, 0.95))
+    );
+    println!("registry calls (mean per call): {}", breakdown.join("; "));
+}
