@@ -15,6 +15,11 @@ fn config_default_passes_a_server_side_dry_run() {
         "clusterrole.rbac.authorization.k8s.io/zastava-operator",
         "role.rbac.authorization.k8s.io/zastava-operator",
         "deployment.apps/zastava-operator",
+        "serviceaccount/zastava-webhook",
+        "clusterrole.rbac.authorization.k8s.io/zastava-webhook",
+        "role.rbac.authorization.k8s.io/zastava-webhook",
+        "deployment.apps/zastava-webhook",
+        "service/zastava-webhook",
     ] {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }
