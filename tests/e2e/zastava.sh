@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installing and running Zastava against the local cluster; sourced by run.sh and demo.sh after
 # cluster/lib.sh and the cluster's env file.
+#
+# The components run as host processes against the cluster's kubeconfig (config/ runs them as
+# Deployments; on this embedded cluster a host process is what can be built without an image).
+# The apiserver calls the webhook by URL (there is no kube-proxy here), and the operator issues
+# the webhook's certificate for that URL's IP.
 
 ZASTAVA_NAMESPACE=zastava-system
 ZASTAVA_OPERATOR_ADDR=127.0.0.1:18080
 ZASTAVA_OPERATOR_PID=$PID_DIR/zastava-operator.pid
 ZASTAVA_OPERATOR_LOG=$LOG_DIR/zastava-operator.log
-# The webhook runs as a host process too; the apiserver calls it by URL (no kube-proxy here),
-# and the operator issues its certificate for that URL's IP.
 ZASTAVA_WEBHOOK_ADDR=127.0.0.1:9443
 ZASTAVA_WEBHOOK_URL=https://$ZASTAVA_WEBHOOK_ADDR/validate
 ZASTAVA_WEBHOOK_HTTP_ADDR=127.0.0.1:18081
@@ -28,96 +31,74 @@ zastava_install_crds() {
   kubectl create namespace "$ZASTAVA_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
 }
 
-zastava_operator_running() {
-  [[ -s $ZASTAVA_OPERATOR_PID ]] && kill -0 "$(cat "$ZASTAVA_OPERATOR_PID")" 2>/dev/null
+zastava_running() { # pidfile
+  [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-# Runs the operator as a host process against the cluster's kubeconfig (the chart runs it as a
-# Deployment; on this embedded cluster a host process is what can be built without an image).
-zastava_start_operator() {
-  if zastava_operator_running; then
-    log "zastava-operator already running (pid $(cat "$ZASTAVA_OPERATOR_PID"))"
+# Starts NAME (pidfile, log, readiness URL, then the command with its environment) unless it
+# runs already, and waits up to 90 s for the readiness URL.
+zastava_start() { # name pidfile log ready-url command...
+  local name=$1 pidfile=$2 logfile=$3 ready=$4
+  shift 4
+  if zastava_running "$pidfile"; then
+    log "$name already running (pid $(cat "$pidfile"))"
     return
   fi
-  log "starting zastava-operator (log: $ZASTAVA_OPERATOR_LOG)"
-  ZASTAVA_NAMESPACE=$ZASTAVA_NAMESPACE ZASTAVA_HTTP_ADDR=$ZASTAVA_OPERATOR_ADDR \
-    POD_NAME=zastava-operator-e2e ZASTAVA_LEASE_DURATION_SECONDS=10 \
-    ZASTAVA_WEBHOOK_URL=$ZASTAVA_WEBHOOK_URL \
-    setsid target/debug/zastava-operator >>"$ZASTAVA_OPERATOR_LOG" 2>&1 </dev/null &
-  echo $! >"$ZASTAVA_OPERATOR_PID"
-  local i
-  for ((i = 0; i < 60; i++)); do
-    if curl -fsS "http://$ZASTAVA_OPERATOR_ADDR/readyz" >/dev/null 2>&1; then
-      log "zastava-operator ready on http://$ZASTAVA_OPERATOR_ADDR"
-      return
-    fi
-    zastava_operator_running || break
-    sleep 1
-  done
-  tail -n 40 "$ZASTAVA_OPERATOR_LOG" >&2 || true
-  die "zastava-operator did not become ready"
-}
-
-# SIGTERM, then SIGKILL after 15 s: the operator releases its Lease on a graceful stop.
-zastava_stop_operator() {
-  zastava_operator_running || { rm -f "$ZASTAVA_OPERATOR_PID"; return 0; }
-  local pid i
-  pid=$(cat "$ZASTAVA_OPERATOR_PID")
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 15; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$ZASTAVA_OPERATOR_PID"
-  log "zastava-operator stopped"
-}
-
-zastava_webhook_running() {
-  [[ -s $ZASTAVA_WEBHOOK_PID ]] && kill -0 "$(cat "$ZASTAVA_WEBHOOK_PID")" 2>/dev/null
-}
-
-# The webhook turns ready once it has synced the policies and loaded the serving certificate
-# the operator issued through a CSR.
-zastava_start_webhook() {
-  if zastava_webhook_running; then
-    log "zastava-webhook already running (pid $(cat "$ZASTAVA_WEBHOOK_PID"))"
-    return
-  fi
-  log "starting zastava-webhook (log: $ZASTAVA_WEBHOOK_LOG)"
-  ZASTAVA_NAMESPACE=$ZASTAVA_NAMESPACE ZASTAVA_WEBHOOK_ADDR=$ZASTAVA_WEBHOOK_ADDR \
-    ZASTAVA_HTTP_ADDR=$ZASTAVA_WEBHOOK_HTTP_ADDR ZASTAVA_INSECURE_REGISTRIES=$ZASTAVA_REGISTRY \
-    ZASTAVA_REGISTRY_TIMEOUT_MS=2000 \
-    setsid target/debug/zastava-webhook serve >>"$ZASTAVA_WEBHOOK_LOG" 2>&1 </dev/null &
-  echo $! >"$ZASTAVA_WEBHOOK_PID"
+  log "starting $name (log: $logfile)"
+  setsid env "$@" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
   local i
   for ((i = 0; i < 90; i++)); do
-    if curl -fsS "http://$ZASTAVA_WEBHOOK_HTTP_ADDR/readyz" >/dev/null 2>&1; then
-      log "zastava-webhook ready on $ZASTAVA_WEBHOOK_URL"
+    if curl -fsS "$ready" >/dev/null 2>&1; then
+      log "$name ready"
       return
     fi
-    zastava_webhook_running || break
+    zastava_running "$pidfile" || break
     sleep 1
   done
-  tail -n 40 "$ZASTAVA_WEBHOOK_LOG" >&2 || true
-  die "zastava-webhook did not become ready"
+  tail -n 40 "$logfile" >&2 || true
+  die "$name did not become ready"
 }
 
-zastava_stop_webhook() {
-  zastava_webhook_running || { rm -f "$ZASTAVA_WEBHOOK_PID"; return 0; }
-  local pid i
-  pid=$(cat "$ZASTAVA_WEBHOOK_PID")
+# SIGTERM, then SIGKILL after 15 s (the operator releases its Lease, the webhook drains).
+zastava_stop() { # name pidfile
+  local name=$1 pidfile=$2 pid i
+  zastava_running "$pidfile" || { rm -f "$pidfile"; return 0; }
+  pid=$(cat "$pidfile")
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 15; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 1
   done
   kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$ZASTAVA_WEBHOOK_PID"
-  log "zastava-webhook stopped"
+  rm -f "$pidfile"
+  log "$name stopped"
 }
 
-# Deletes the webhook configuration and every ZastavaPolicy left by tests.
+zastava_start_operator() {
+  zastava_start zastava-operator "$ZASTAVA_OPERATOR_PID" "$ZASTAVA_OPERATOR_LOG" \
+    "http://$ZASTAVA_OPERATOR_ADDR/readyz" \
+    ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_HTTP_ADDR="$ZASTAVA_OPERATOR_ADDR" \
+    POD_NAME=zastava-operator-e2e ZASTAVA_LEASE_DURATION_SECONDS=10 \
+    ZASTAVA_WEBHOOK_URL="$ZASTAVA_WEBHOOK_URL" \
+    target/debug/zastava-operator
+}
+
+# Ready once it has synced the policies and loaded the certificate the operator issued.
+zastava_start_webhook() {
+  zastava_start zastava-webhook "$ZASTAVA_WEBHOOK_PID" "$ZASTAVA_WEBHOOK_LOG" \
+    "http://$ZASTAVA_WEBHOOK_HTTP_ADDR/readyz" \
+    ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_WEBHOOK_ADDR="$ZASTAVA_WEBHOOK_ADDR" \
+    ZASTAVA_HTTP_ADDR="$ZASTAVA_WEBHOOK_HTTP_ADDR" ZASTAVA_INSECURE_REGISTRIES="$ZASTAVA_REGISTRY" \
+    ZASTAVA_REGISTRY_TIMEOUT_MS=2000 \
+    target/debug/zastava-webhook serve
+}
+
+zastava_stop_operator() { zastava_stop zastava-operator "$ZASTAVA_OPERATOR_PID"; }
+zastava_stop_webhook() { zastava_stop zastava-webhook "$ZASTAVA_WEBHOOK_PID"; }
+
+# Deletes the webhook configuration and every ZastavaPolicy left by tests: with the webhook
+# stopped, its configuration would refuse every governed pod.
 zastava_remove_webhook_configuration() {
   kubectl delete validatingwebhookconfiguration zastava-webhook --ignore-not-found >/dev/null
   kubectl get zastavapolicies -o name 2>/dev/null | grep '/e2e-' | xargs -r kubectl delete >/dev/null

@@ -98,20 +98,46 @@ async fn wait_running(namespace: &str, name: &str) {
     .await;
 }
 
+/// A namespace of its own, governed by a strict policy of its own trusting a fresh key.
+struct Governed {
+    client: kube::Client,
+    ns: String,
+    keys: CosignKeys,
+    policy: String,
+}
+
+impl Governed {
+    async fn new(prefix: &str, mode: &str) -> Self {
+        let client = client().await;
+        let ns = unique(prefix);
+        create_namespace(&client, &ns, json!({})).await;
+        let keys = CosignKeys::generate();
+        let policy = unique(prefix);
+        apply_policy(
+            &client,
+            &policy,
+            strict_policy(&ns, &[&keys.public_pem], mode),
+        )
+        .await;
+        wait_ready(&client, &policy, "True").await;
+        Self {
+            client,
+            ns,
+            keys,
+            policy,
+        }
+    }
+
+    async fn remove(self) {
+        delete_policy(&self.client, &self.policy).await;
+        delete_namespace(&self.client, &self.ns).await;
+    }
+}
+
 #[tokio::test]
 async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
-    let client = client().await;
-    let ns = unique("e2e-wh-gates");
-    create_namespace(&client, &ns, json!({})).await;
-    let keys = CosignKeys::generate();
-    let policy = unique("e2e-wh-gates");
-    apply_policy(
-        &client,
-        &policy,
-        strict_policy(&ns, &[&keys.public_pem], "Enforce"),
-    )
-    .await;
-    wait_ready(&client, &policy, "True").await;
+    let governed = Governed::new("e2e-wh-gates", "Enforce").await;
+    let ns = governed.ns.clone();
 
     let unsigned = TestImage::push(&unique("unsigned"), "v1");
     outcome(
@@ -125,7 +151,7 @@ async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
     .await;
 
     let signed_only = TestImage::push(&unique("nosbom"), "v1");
-    keys.sign(&signed_only.by_digest());
+    governed.keys.sign(&signed_only.by_digest());
     let result = kubectl_apply(&pod(&ns, "nosbom", &signed_only.by_tag()));
     assert!(
         denied_with(&result, "no SBOM referrer of an accepted type"),
@@ -135,7 +161,7 @@ async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
 
     let good_name = unique("good");
     let good = TestImage::push(&good_name, "v1");
-    keys.sign(&good.by_digest());
+    governed.keys.sign(&good.by_digest());
     good.attach_sbom();
     // The same signed digest, by the banned tag.
     let latest = TestImage::push(&good_name, "latest");
@@ -145,24 +171,13 @@ async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
     kubectl_apply(&pod(&ns, "good", &good.by_tag())).expect("signed image with an SBOM admitted");
     wait_running(&ns, "good").await;
 
-    delete_policy(&client, &policy).await;
-    delete_namespace(&client, &ns).await;
+    governed.remove().await;
 }
 
 #[tokio::test]
 async fn a_deployment_template_is_verified_before_its_pods() {
-    let client = client().await;
-    let ns = unique("e2e-wh-deploy");
-    create_namespace(&client, &ns, json!({})).await;
-    let keys = CosignKeys::generate();
-    let policy = unique("e2e-wh-deploy");
-    apply_policy(
-        &client,
-        &policy,
-        strict_policy(&ns, &[&keys.public_pem], "Enforce"),
-    )
-    .await;
-    wait_ready(&client, &policy, "True").await;
+    let governed = Governed::new("e2e-wh-deploy", "Enforce").await;
+    let ns = governed.ns.clone();
 
     let unsigned = TestImage::push(&unique("deploy-unsigned"), "v1");
     outcome(
@@ -173,7 +188,7 @@ async fn a_deployment_template_is_verified_before_its_pods() {
     .await;
 
     let good = TestImage::push(&unique("deploy-good"), "v1");
-    keys.sign(&good.by_digest());
+    governed.keys.sign(&good.by_digest());
     good.attach_sbom();
     kubectl_apply(&deployment(&ns, "good", &good.by_tag())).expect("Deployment admitted");
 
@@ -218,24 +233,13 @@ async fn a_deployment_template_is_verified_before_its_pods() {
         "{contract}"
     );
 
-    delete_policy(&client, &policy).await;
-    delete_namespace(&client, &ns).await;
+    governed.remove().await;
 }
 
 #[tokio::test]
 async fn audit_mode_admits_with_warnings() {
-    let client = client().await;
-    let ns = unique("e2e-wh-audit");
-    create_namespace(&client, &ns, json!({})).await;
-    let keys = CosignKeys::generate();
-    let policy = unique("e2e-wh-audit");
-    apply_policy(
-        &client,
-        &policy,
-        strict_policy(&ns, &[&keys.public_pem], "Audit"),
-    )
-    .await;
-    wait_ready(&client, &policy, "True").await;
+    let governed = Governed::new("e2e-wh-audit", "Audit").await;
+    let ns = governed.ns.clone();
 
     let unsigned = TestImage::push(&unique("audit"), "v1");
     let manifest = pod(&ns, "audited", &unsigned.by_tag());
@@ -251,8 +255,7 @@ async fn audit_mode_admits_with_warnings() {
         "{warnings}"
     );
 
-    delete_policy(&client, &policy).await;
-    delete_namespace(&client, &ns).await;
+    governed.remove().await;
 }
 
 #[tokio::test]
