@@ -37,13 +37,16 @@ pub async fn client() -> Client {
 }
 
 /// `prefix-<suffix>`, unique across test runs and tests, valid as a Kubernetes name.
+/// The time tells runs apart, the counter tests of one run that ask in the same microsecond.
 pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{prefix}-{:x}{:05x}",
+        "{prefix}-{:x}{:05x}{n:x}",
         std::process::id() & 0xfff,
         nanos >> 12
     )
