@@ -4,6 +4,7 @@ mod error;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod posture;
 pub mod reconcile;
 pub mod status;
 pub mod tls;
@@ -275,11 +276,18 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
         .shared();
         let policies = reconcile::run_policy_controller(ctx.clone(), stepping_down.clone());
+        let postures = posture::run_posture_controller(ctx.clone(), stepping_down.clone());
         match &webhook_ctx {
             Some(webhook_ctx) => {
-                tokio::join!(policies, tls::run(webhook_ctx.clone(), stepping_down));
+                tokio::join!(
+                    policies,
+                    postures,
+                    tls::run(webhook_ctx.clone(), stepping_down)
+                );
             }
-            None => policies.await,
+            None => {
+                tokio::join!(policies, postures);
+            }
         }
         metrics.leader.set(0);
         if *stop_rx.borrow() {

@@ -1,12 +1,15 @@
-//! The CRDs install and `kubectl get` shows their printer columns.
+//! The CRDs install and `kubectl get` shows their printer columns; the operator folds the
+//! observers' per-node reports of a RuntimePosture into its summary and conditions.
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::json;
+use std::time::Duration;
+
 use zastava_e2e::{
-    apply_policy, client, delete_policy, kubectl, unique, wait_ready, FIELD_MANAGER,
+    apply_policy, client, delete_policy, env, kubectl, unique, wait_for, wait_ready, FIELD_MANAGER,
 };
 
 #[tokio::test]
@@ -80,24 +83,57 @@ async fn kubectl_get_rp_shows_the_printer_columns() {
         .patch("deployment-web", &params, &Patch::Apply(&object))
         .await
         .unwrap();
-    let status = json!({
-        "apiVersion": "zastava.stellaops.io/v1alpha1",
-        "kind": "RuntimePosture",
-        "status": {
-            "observedContainers": 2,
-            "driftFindings": 1,
-            "conditions": [
-                {"type": "Ready", "status": "True", "reason": "Observed", "message": "2 containers on 1 node",
-                 "lastTransitionTime": "2026-01-01T00:00:00Z"},
-                {"type": "Compliant", "status": "False", "reason": "Drifted", "message": "1 drift finding",
-                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
-            ]
-        }
-    });
-    postures
-        .patch_status("deployment-web", &params, &Patch::Apply(&status))
-        .await
+    // What two node observers report, each with a field manager of its own; `gone-node` is
+    // not a node of this cluster, so the operator drops its entry.
+    for (node, containers, drift) in [(env("ZASTAVA_NODE"), 2, 1), ("gone-node".to_string(), 3, 0)]
+    {
+        let observation = json!({
+            "apiVersion": "zastava.stellaops.io/v1alpha1",
+            "kind": "RuntimePosture",
+            "status": {"nodes": [{
+                "node": node,
+                "containers": (0..containers).map(|i| json!({
+                    "pod": format!("web-{i}"), "container": "app",
+                    "containerId": format!("containerd://{i}"), "imageRef": "127.0.0.1:5000/web:1",
+                })).collect::<Vec<_>>(),
+                "drift": (0..drift).map(|_| json!({
+                    "kind": "process", "pod": "web-0", "container": "app", "subject": "/tmp/evil",
+                    "evidence": [{"signal": "procfs.exe", "value": "/tmp/evil"}],
+                })).collect::<Vec<_>>(),
+            }]},
+        });
+        let manager = PatchParams::apply(&format!("zastava-observer-{node}")).force();
+        postures
+            .patch_status("deployment-web", &manager, &Patch::Apply(&observation))
+            .await
+            .unwrap();
+    }
+    // The operator folds the live node's findings into the summary and the conditions.
+    let folded = wait_for(
+        "the operator to fold the observations into the summary",
+        Duration::from_secs(60),
+        || async {
+            let p = postures.get("deployment-web").await.ok()?;
+            let status = p.status?;
+            let compliant = status.conditions.iter().find(|c| c.type_ == "Compliant")?;
+            (status.nodes.len() == 1
+                && status.observed_containers == Some(2)
+                && compliant.status == "False")
+                .then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(folded.drift_findings, Some(1));
+    assert_eq!(folded.nodes[0].node, env("ZASTAVA_NODE"));
+    let drifted = folded
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Drifted")
         .unwrap();
+    assert_eq!(
+        (drifted.status.as_str(), drifted.reason.as_str()),
+        ("True", "DriftDetected")
+    );
 
     let table = kubectl(&["get", "rp", "-A"]);
     let mut lines = table.lines();
