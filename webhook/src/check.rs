@@ -13,7 +13,7 @@ use zastava_crds::ZastavaPolicy;
 use crate::backend::{Answers, Backend};
 use crate::evaluate::{evaluate, governing, Evaluation, Governing};
 use crate::metrics::Metrics;
-use crate::policies::{Lookups, PolicySet};
+use crate::policies::{Evidence, Lookups, PolicySet};
 use crate::registry::Registry;
 use crate::workload::Workload;
 
@@ -145,7 +145,11 @@ pub async fn check(
         namespace,
         &subject.workload,
         &applying,
-        &set.facts(&lookups, &answers),
+        &set.facts(&Evidence {
+            registry: &lookups,
+            backend: &answers,
+            drifted: None,
+        }),
     );
     Checked {
         evaluation,

@@ -41,6 +41,8 @@ pub struct ImageFacts {
     pub base_digest: Check<Option<String>>,
     /// The external backend's verdict (policies with `verify.backend`).
     pub backend: Check<ImageResult>,
+    /// Where this digest was seen drifting at runtime, if a node reported it.
+    pub drifted: Check<Option<String>>,
 }
 
 impl ImageFacts {
@@ -52,6 +54,7 @@ impl ImageFacts {
             sbom: Check::Unavailable(message.to_string()),
             base_digest: Check::Unavailable(message.to_string()),
             backend: Check::NotChecked,
+            drifted: Check::Unavailable(message.to_string()),
         }
     }
 
@@ -62,6 +65,7 @@ impl ImageFacts {
             sbom: Check::NotChecked,
             base_digest: Check::NotChecked,
             backend: Check::NotChecked,
+            drifted: Check::NotChecked,
         }
     }
 }
@@ -340,6 +344,16 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
             )),
             Check::Unavailable(e) => out.push(Finding::Unverifiable(e.clone())),
             Check::NotChecked => out.push(Finding::NotChecked("allowedBaseImages")),
+        }
+    }
+    if spec.runtime.deny_drifted_images {
+        match &facts.drifted {
+            Check::Known(None) => {}
+            Check::Known(Some(seen)) => out.push(Finding::Violation(format!(
+                "the image digest drifted at runtime ({seen}) and runtime.denyDriftedImages is set"
+            ))),
+            Check::Unavailable(e) => out.push(Finding::Unverifiable(e.clone())),
+            Check::NotChecked => out.push(Finding::NotChecked("denyDriftedImages")),
         }
     }
     if let Some(backend) = &verify.backend {
@@ -674,6 +688,35 @@ mod tests {
         assert_eq!(
             e.warnings,
             ["127.0.0.1:5000/app:1: l: backend verdict unavailable (not required): backend timeout"]
+        );
+    }
+
+    #[test]
+    fn drifted_digests_are_denied_only_where_the_policy_asks() {
+        let deny = spec(json!({"runtime": {"denyDriftedImages": true}}));
+        let allow = spec(json!({}));
+        let w = pod(&["127.0.0.1:5000/app:1"]);
+        let drifted = ImageFacts {
+            drifted: Check::Known(Some("web-1/app on node1: process /tmp/evil".into())),
+            ..ImageFacts::not_checked()
+        };
+        let e = decide(&w, &[("d", &deny)], drifted.clone());
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(
+            e.decision.images[0].reasons,
+            ["d: the image digest drifted at runtime (web-1/app on node1: process /tmp/evil) and runtime.denyDriftedImages is set"]
+        );
+        assert_eq!(
+            decide(&w, &[("a", &allow)], drifted).decision.decision,
+            Decision::Allow
+        );
+        let clean = ImageFacts {
+            drifted: Check::Known(None),
+            ..ImageFacts::not_checked()
+        };
+        assert_eq!(
+            decide(&w, &[("d", &deny)], clean).decision.decision,
+            Decision::Allow
         );
     }
 

@@ -29,12 +29,12 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
-use zastava_crds::ZastavaPolicy;
+use zastava_crds::{RuntimePosture, ZastavaPolicy};
 
 use crate::backend::Backend;
 use crate::cache::{TtlCache, Ttls};
 use crate::metrics::Metrics;
-use crate::policies::PolicySet;
+use crate::policies::{drifted_digests, PolicySet};
 use crate::registry::Registry;
 use crate::server::App;
 use crate::tls::{certified_key, CertStore, TlsError};
@@ -98,6 +98,7 @@ pub fn app(
     let ttls = Arc::new(Ttls::new(positive, negative));
     Arc::new(App {
         policies: RwLock::new(Arc::new(set)),
+        drifted: RwLock::default(),
         registry: Registry::new(
             config.insecure_registries.clone(),
             Duration::from_millis(config.registry_timeout_ms),
@@ -161,6 +162,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     });
 
     tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
+    tokio::spawn(sync_drifted(client.clone(), app.clone()));
 
     let listener = TcpListener::bind(config.addr)
         .await
@@ -202,7 +204,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         )
         .default_backoff(),
     )
-    .touched_objects()
+    // Every event, deletions included, changes what is in force.
     .map_ok(move |_| notify.notify_one());
     let notify = changed.clone();
     let secrets = reflector::reflector(
@@ -213,7 +215,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         )
         .default_backoff(),
     )
-    .touched_objects()
+    // Every event, deletions included, changes what is in force.
     .map_ok(move |_| notify.notify_one());
     tokio::spawn(policies.for_each(|r| async move {
         if let Err(e) = r {
@@ -273,6 +275,27 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         app.ready.store(app.certs.is_loaded(), Ordering::Relaxed);
         changed.notified().await;
     }
+}
+
+/// Keeps the set of drifted digests in step with the RuntimePostures the observers write.
+async fn sync_drifted(client: Client, app: Arc<App>) {
+    let (store, writer) = reflector::store::<RuntimePosture>();
+    reflector::reflector(
+        writer,
+        watcher(
+            Api::<RuntimePosture>::all(client),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .for_each(|event| {
+        match event {
+            Ok(_) => app.set_drifted(drifted_digests(&store.state())),
+            Err(e) => tracing::warn!(error = %e, "RuntimePosture watch"),
+        }
+        async {}
+    })
+    .await;
 }
 
 fn load_tls_secret(secret: &Secret) -> Result<rustls::sign::CertifiedKey, TlsError> {

@@ -10,11 +10,55 @@ use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use sigstore::crypto::CosignVerificationKey;
 use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
-use zastava_crds::ZastavaPolicy;
+use zastava_crds::{RuntimePosture, ZastavaPolicy};
 
 use crate::backend::Answers;
 use crate::evaluate::{Check, Governing, ImageFacts};
 use crate::registry::{RegistryFacts, Unavailable};
+
+/// Image digests a node observer reported drifting, with where (for the deny reason).
+pub type DriftedDigests = BTreeMap<String, String>;
+
+/// Everything `evaluate` may ask about the images of one review.
+pub struct Evidence<'a> {
+    pub registry: &'a Lookups,
+    pub backend: &'a Answers,
+    /// `None` where the RuntimePostures cannot be read (the `check` CLI).
+    pub drifted: Option<&'a DriftedDigests>,
+}
+
+/// The digests with drift findings in the RuntimePostures: a finding names a pod and
+/// container, whose observed image digest is the one that drifted.
+pub fn drifted_digests(postures: &[Arc<RuntimePosture>]) -> DriftedDigests {
+    let mut drifted = DriftedDigests::new();
+    for posture in postures {
+        for node in posture.status.iter().flat_map(|s| s.nodes.iter()) {
+            for finding in &node.drift {
+                let digest = node
+                    .containers
+                    .iter()
+                    .find(|c| c.pod == finding.pod && c.container == finding.container)
+                    .and_then(|c| c.image_digest.clone());
+                if let Some(digest) = digest {
+                    drifted.entry(digest).or_insert_with(|| {
+                        format!(
+                            "{}/{} on {}: {} {}",
+                            finding.pod,
+                            finding.container,
+                            node.node,
+                            serde_json::to_value(finding.kind)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            finding.subject
+                        )
+                    });
+                }
+            }
+        }
+    }
+    drifted
+}
 
 /// What the registry said about each image of a workload, by the image as the pod spec gives
 /// it; images without an entry were not looked up.
@@ -41,16 +85,16 @@ impl ActivePolicy {
     /// The answers to this policy's questions about `image`, from what the registry and the
     /// backend said (no entry: not asked). Signatures are checked against this policy's keys
     /// only.
-    pub fn facts(&self, image: &str, lookups: &Lookups, answers: &Answers) -> ImageFacts {
+    pub fn facts(&self, image: &str, evidence: &Evidence<'_>) -> ImageFacts {
         let backend = match &self.spec.verify.backend {
             None => Check::NotChecked,
-            Some(b) => match answers.get(&(b.url.clone(), image.to_string())) {
+            Some(b) => match evidence.backend.get(&(b.url.clone(), image.to_string())) {
                 Some(Ok(result)) => Check::Known(result.clone()),
                 Some(Err(e)) => Check::Unavailable(e.clone()),
                 None => Check::NotChecked,
             },
         };
-        let registry = match lookups.get(image) {
+        let registry = match evidence.registry.get(image) {
             None => ImageFacts::not_checked(),
             Some(Err(e)) => ImageFacts::unavailable(&e.to_string()),
             Some(Ok(f)) => ImageFacts {
@@ -63,6 +107,10 @@ impl ActivePolicy {
                 sbom: Check::Known(f.has_sbom(&self.spec.verify.sbom_referrer.artifact_types)),
                 base_digest: Check::Known(f.base_digest.clone()),
                 backend: Check::NotChecked,
+                drifted: match evidence.drifted {
+                    Some(drifted) => Check::Known(drifted.get(&f.digest).cloned()),
+                    None => Check::NotChecked,
+                },
             },
         };
         ImageFacts {
@@ -77,6 +125,8 @@ impl ActivePolicy {
         verify.signature.required
             || verify.sbom_referrer.required
             || !self.spec.images.allowed_base_images.is_empty()
+            // The digest must be known to compare it with the drifted ones.
+            || self.spec.runtime.deny_drifted_images
     }
 }
 
@@ -179,14 +229,13 @@ impl PolicySet {
         )
     }
 
-    /// The ImageFacts `evaluate` asks for, answered from `lookups` and `answers`.
+    /// The ImageFacts `evaluate` asks for, answered from `evidence`.
     pub fn facts<'a>(
         &'a self,
-        lookups: &'a Lookups,
-        answers: &'a Answers,
+        evidence: &'a Evidence<'a>,
     ) -> impl Fn(&str, &Governing<'_>) -> ImageFacts + 'a {
         move |image, policy| match self.get(policy.name) {
-            Some(active) => active.facts(image, lookups, answers),
+            Some(active) => active.facts(image, evidence),
             None => ImageFacts::not_checked(),
         }
     }
@@ -276,6 +325,29 @@ mod tests {
         assert_eq!(
             set.problems[1],
             "p: spec.verify.signature.keys[3] (missing): Secret nope has no key cosign.pub"
+        );
+    }
+
+    #[test]
+    fn drifted_digests_come_from_findings_and_the_container_they_name() {
+        let posture: RuntimePosture = serde_json::from_value(json!({
+            "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "RuntimePosture",
+            "metadata": {"name": "deployment-web", "namespace": "team"},
+            "spec": {"workload": {"kind": "Deployment", "name": "web"}},
+            "status": {"nodes": [{"node": "node1",
+                "containers": [
+                    {"pod": "web-1", "container": "app", "containerId": "c1", "imageRef": "r/web:1", "imageDigest": "sha256:aa"},
+                    {"pod": "web-1", "container": "side", "containerId": "c2", "imageRef": "r/side:1", "imageDigest": "sha256:bb"},
+                ],
+                "drift": [{"kind": "process", "pod": "web-1", "container": "app", "subject": "/tmp/evil"}],
+            }]},
+        }))
+        .unwrap();
+        let drifted = drifted_digests(&[Arc::new(posture)]);
+        assert_eq!(drifted.len(), 1);
+        assert_eq!(
+            drifted["sha256:aa"],
+            "web-1/app on node1: process /tmp/evil"
         );
     }
 

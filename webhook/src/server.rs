@@ -30,13 +30,15 @@ use crate::backend::{Answers, Backend};
 use crate::cache::{Lookup, TtlCache, Ttls};
 use crate::evaluate::{deny_message, evaluate, governing, Governing};
 use crate::metrics::Metrics;
-use crate::policies::{Lookups, PolicySet};
+use crate::policies::{DriftedDigests, Evidence, Lookups, PolicySet};
 use crate::registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
 use crate::tls::CertStore;
 
 /// Everything a decision needs, shared by all connections.
 pub struct App {
     pub policies: RwLock<Arc<PolicySet>>,
+    /// Digests the node observers reported drifting (for `runtime.denyDriftedImages`).
+    pub drifted: RwLock<Arc<DriftedDigests>>,
     pub registry: Registry,
     /// Tag reference → digest.
     pub resolved: TtlCache<String, String>,
@@ -59,6 +61,17 @@ impl App {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub fn drifted(&self) -> Arc<DriftedDigests> {
+        self.drifted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_drifted(&self, drifted: DriftedDigests) {
+        *self.drifted.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(drifted);
     }
 
     /// Installs a new policy set; drops every cached fact when a policy changed.
@@ -155,7 +168,13 @@ impl App {
                 .answers(&backends, &review.namespace, &labels, &images)
                 .await
         };
-        let facts = set.facts(&lookups, &answers);
+        let drifted = self.drifted();
+        let evidence = Evidence {
+            registry: &lookups,
+            backend: &answers,
+            drifted: Some(&drifted),
+        };
+        let facts = set.facts(&evidence);
         let evaluation = evaluate(
             &review.uid,
             &review.namespace,

@@ -354,3 +354,63 @@ async fn the_check_cli_verifies_against_the_live_registry() {
     assert_eq!(decision["images"][0]["signed"], false);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A digest a node observer reported drifting is refused where `runtime.denyDriftedImages` is
+/// set; deleting the policy lifts it at once.
+#[tokio::test]
+async fn drifted_digests_are_denied_until_the_policy_is_deleted() {
+    let client = client().await;
+    let ns = unique("e2e-wh-drift");
+    create_namespace(&client, &ns, json!({})).await;
+    let image = TestImage::push(&unique("drifted"), "v1");
+    // What the node observer reports: the container running this digest drifted.
+    let postures: Api<zastava_crds::RuntimePosture> = Api::namespaced(client.clone(), &ns);
+    let spec = json!({
+        "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "RuntimePosture",
+        "metadata": {"name": "deployment-web"},
+        "spec": {"workload": {"kind": "Deployment", "name": "web"}},
+    });
+    let apply = |manager: &str| kube::api::PatchParams::apply(manager).force();
+    postures
+        .patch(
+            "deployment-web",
+            &apply("zastava-observer"),
+            &kube::api::Patch::Apply(&spec),
+        )
+        .await
+        .unwrap();
+    let node = env("ZASTAVA_NODE");
+    let observation = json!({
+        "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "RuntimePosture",
+        "status": {"nodes": [{"node": node,
+            "containers": [{"pod": "web-1", "container": "app", "containerId": "containerd://1",
+                            "imageRef": image.by_tag(), "imageDigest": image.digest}],
+            "drift": [{"kind": "process", "pod": "web-1", "container": "app", "subject": "/tmp/evil",
+                       "evidence": [{"signal": "procfs.exe", "value": "/tmp/evil"}]}]}]},
+    });
+    postures
+        .patch_status(
+            "deployment-web",
+            &apply(&format!("zastava-observer-{node}")),
+            &kube::api::Patch::Apply(&observation),
+        )
+        .await
+        .unwrap();
+
+    let policy = unique("e2e-wh-drift");
+    apply_policy(
+        &client,
+        &policy,
+        json!({"namespaces": [ns], "runtime": {"denyDriftedImages": true}}),
+    )
+    .await;
+    let manifest = pod(&ns, "again", &image.by_tag());
+    outcome("the drifted digest denied", &manifest, |r| {
+        denied_with(r, "drifted at runtime (web-1/app on")
+    })
+    .await;
+
+    delete_policy(&client, &policy).await;
+    outcome("admitted once the policy is gone", &manifest, |r| r.is_ok()).await;
+    delete_namespace(&client, &ns).await;
+}
