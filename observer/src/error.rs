@@ -26,6 +26,25 @@ pub enum Error {
     /// A `/proc` file that did not parse.
     #[error("{}: cannot parse: {reason}", path.display())]
     Parse { path: PathBuf, reason: String },
+    /// The container runtime's CRI socket does not answer.
+    #[error("cannot connect to the CRI socket {}: {cause}", socket.display())]
+    CriConnect { socket: PathBuf, cause: String },
+    /// A CRI call failed.
+    #[error("CRI {method} on {}: {cause}", socket.display())]
+    Cri {
+        socket: PathBuf,
+        method: &'static str,
+        cause: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The probe/metrics port cannot be bound.
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        cause: io::Error,
+    },
 }
 
 impl Error {

@@ -1,4 +1,5 @@
-//! zastava-observer CLI (the logic lives in lib.rs): JSON on stdout, exit code 0 when all went
+//! zastava-observer CLI (the logic lives in lib.rs): `run` is the node daemon (JSON logs on
+//! stdout until SIGTERM); the other commands print JSON on stdout, exit code 0 when all went
 //! well, 1 with a message on stderr otherwise.
 
 use std::io::Write;
@@ -8,6 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
+use tracing_subscriber::EnvFilter;
+use zastava_observer::daemon::{self, LogFormat};
 use zastava_observer::entrytrace;
 use zastava_observer::hashing::{
     HashCache, Limits, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS,
@@ -28,6 +31,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The node daemon: inventory the node's containers through the runtime's CRI socket,
+    /// sample them, detect drift, and report into their workloads' RuntimePosture status.
+    Run(daemon::Config),
     /// Sample a process: its executable, the code it has mapped (sha256, GNU build-id) and its
     /// entry trace. Arguments are redacted unless --show-args; environment is never read.
     Sample {
@@ -88,6 +94,22 @@ fn main() -> ExitCode {
 /// Runs a command; `Ok(false)` when it printed its output but something failed.
 fn run(cli: Cli) -> Result<bool> {
     match cli.command {
+        Command::Run(config) => {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            let logs = tracing_subscriber::fmt().with_env_filter(filter);
+            match config.log_format {
+                LogFormat::Json => logs.json().flatten_event(true).init(),
+                LogFormat::Text => logs.init(),
+            }
+            // The workspace links rustls with both ring and aws-lc-rs: name the process-wide
+            // provider so the Kubernetes client does not have to guess.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            tokio::runtime::Runtime::new()
+                .context("cannot start the async runtime")?
+                .block_on(daemon::run(config))?;
+            Ok(true)
+        }
         Command::Sample {
             pid,
             proc_root,

@@ -13,6 +13,7 @@ if [[ ${1:-} == down ]]; then
     . "$ENV_FILE"
     # shellcheck source=zastava.sh
     . tests/e2e/zastava.sh
+    zastava_stop_observer
     zastava_stop_webhook
     zastava_stop_operator
     zastava_remove_webhook_configuration
@@ -30,6 +31,7 @@ zastava_build
 zastava_install_crds
 zastava_start_operator
 zastava_start_webhook
+zastava_start_observer
 
 log "applying config/samples/"
 kubectl apply -f config/samples/
@@ -63,5 +65,6 @@ Zastava is running against the local cluster.
   operator log:     $ZASTAVA_OPERATOR_LOG
   webhook metrics:  curl http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
   webhook log:      $ZASTAVA_WEBHOOK_LOG   (one "admission decision" line per review)
+  observer metrics: curl http://$ZASTAVA_OBSERVER_ADDR/metrics
   stop everything:  make demo-down
 EOF

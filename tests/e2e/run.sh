@@ -21,6 +21,7 @@ bash tests/e2e/cluster/up.sh
 
 cleanup() {
   local rc=$?
+  zastava_stop_observer || true
   zastava_stop_webhook || true
   zastava_stop_operator || true
   # With the webhook gone, its configuration would refuse every governed pod: remove it (and
@@ -31,6 +32,8 @@ cleanup() {
     tail -n 60 "$ZASTAVA_OPERATOR_LOG" >&2 || true
     log "last lines of the webhook log:"
     tail -n 60 "$ZASTAVA_WEBHOOK_LOG" >&2 || true
+    log "last lines of the observer log:"
+    tail -n 60 "$ZASTAVA_OBSERVER_LOG" >&2 || true
   fi
   if ((cluster_was_up == 0)); then
     bash tests/e2e/cluster/down.sh || true
@@ -45,11 +48,13 @@ zastava_build
 zastava_install_crds
 zastava_start_operator
 zastava_start_webhook
+zastava_start_observer
 
 export ZASTAVA_OPERATOR_URL=http://$ZASTAVA_OPERATOR_ADDR
 export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
 export ZASTAVA_WEBHOOK_METRICS_URL=http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
 export ZASTAVA_WEBHOOK_PID ZASTAVA_WEBHOOK_LOG ZASTAVA_WEBHOOK_URL
+export ZASTAVA_OBSERVER_URL=http://$ZASTAVA_OBSERVER_ADDR
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
 # Test binaries run one after another; the tests inside one share the cluster in parallel,

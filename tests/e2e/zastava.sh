@@ -16,6 +16,9 @@ ZASTAVA_WEBHOOK_URL=https://$ZASTAVA_WEBHOOK_ADDR/validate
 ZASTAVA_WEBHOOK_HTTP_ADDR=127.0.0.1:18081
 ZASTAVA_WEBHOOK_PID=$PID_DIR/zastava-webhook.pid
 ZASTAVA_WEBHOOK_LOG=$LOG_DIR/zastava-webhook.log
+ZASTAVA_OBSERVER_ADDR=127.0.0.1:18082
+ZASTAVA_OBSERVER_PID=$PID_DIR/zastava-observer.pid
+ZASTAVA_OBSERVER_LOG=$LOG_DIR/zastava-observer.log
 
 zastava_build() {
   log "building Zastava (cargo build --workspace --bins --tests)"
@@ -94,7 +97,16 @@ zastava_start_webhook() {
     target/debug/zastava-webhook serve
 }
 
+# The node observer reads the CRI socket and the host's /proc, as the DaemonSet does.
+zastava_start_observer() {
+  zastava_start zastava-observer "$ZASTAVA_OBSERVER_PID" "$ZASTAVA_OBSERVER_LOG" \
+    "http://$ZASTAVA_OBSERVER_ADDR/readyz" \
+    ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_HTTP_ADDR="$ZASTAVA_OBSERVER_ADDR" \
+    target/debug/zastava-observer run --node "$ZASTAVA_NODE" --cri-socket "$CONTAINERD_SOCK"
+}
+
 zastava_stop_operator() { zastava_stop zastava-operator "$ZASTAVA_OPERATOR_PID"; }
+zastava_stop_observer() { zastava_stop zastava-observer "$ZASTAVA_OBSERVER_PID"; }
 zastava_stop_webhook() { zastava_stop zastava-webhook "$ZASTAVA_WEBHOOK_PID"; }
 
 # Deletes the webhook configuration and every ZastavaPolicy left by tests: with the webhook

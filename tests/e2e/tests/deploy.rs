@@ -20,6 +20,9 @@ fn config_default_passes_a_server_side_dry_run() {
         "role.rbac.authorization.k8s.io/zastava-webhook",
         "deployment.apps/zastava-webhook",
         "service/zastava-webhook",
+        "serviceaccount/zastava-observer",
+        "clusterrole.rbac.authorization.k8s.io/zastava-observer",
+        "daemonset.apps/zastava-observer",
     ] {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }

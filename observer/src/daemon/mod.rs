@@ -1,0 +1,910 @@
+//! The node daemon (`zastava-observer run`): inventories the node's containers through the
+//! runtime's CRI socket, samples each one that starts, watches it for drift against its
+//! baseline, and reports into the workloads' `RuntimePosture` status.
+//!
+//! One loop, every `--interval-ms`: list the running containers and diff the list with
+//! what is tracked ([`inventory`]); sample and trace each new one; resolve the workloads
+//! ([`workload`]); every `--drift-interval-ms`, observe every container ([`observe`]) and
+//! detect drift ([`crate::drift`]) under the rules of the policies governing its namespace
+//! ([`rules`]); then write each posture whose entry for this node changed ([`crate::report`]).
+//! The decisions are the pure functions of those modules; this file only fetches, calls and
+//! writes.
+
+pub mod http;
+pub mod inventory;
+pub mod observe;
+pub mod rules;
+pub mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use zastava_crds::posture::{DriftFinding, NodeObservation, ObservedContainer};
+use zastava_crds::ZastavaPolicy;
+
+use crate::cri::{
+    self, ContainerDetails, CriClient, ImageDetails, RuntimeContainer, RuntimeVersion,
+};
+use crate::drift::{self, Baseline, ContainerRef};
+use crate::entrytrace;
+use crate::error::{Error, Result};
+use crate::hashing::{HashCache, Limits, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
+use crate::metrics::Metrics;
+use crate::report::{
+    self, ContainerReport, EventKind, EventOwner, EventRuntime, EventWorkload, Reporter,
+    RuntimeEvent,
+};
+use crate::sample::{self, SampleOptions, DEFAULT_MAX_DEPTH};
+use workload::{Resolution, Workload};
+
+/// How the daemon runs (`zastava-observer run`); every flag is also an environment variable.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// The node this observer runs on (the DaemonSet passes `spec.nodeName`).
+    #[arg(long, env = "NODE_NAME")]
+    pub node: String,
+    /// The container runtime's CRI socket.
+    #[arg(
+        long,
+        env = "ZASTAVA_CRI_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub cri_socket: PathBuf,
+    /// Where the host's procfs is mounted (the DaemonSet mounts it at /host/proc).
+    #[arg(long, env = "ZASTAVA_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Where the host's filesystem is mounted, for the containers' writable layers (overlay
+    /// upper dirs are host paths; the DaemonSet mounts the runtime's state under /host).
+    #[arg(long, env = "ZASTAVA_HOST_ROOT", default_value = "/")]
+    pub host_root: PathBuf,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long, env = "ZASTAVA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Zastava's own namespace: its containers are never reported.
+    #[arg(long, env = "ZASTAVA_NAMESPACE", default_value = "zastava-system")]
+    pub namespace: String,
+    /// How often the running containers are listed (starts and stops are seen this fast).
+    #[arg(long, env = "ZASTAVA_INTERVAL_MS", default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// How often every container is observed for drift.
+    #[arg(long, env = "ZASTAVA_DRIFT_INTERVAL_MS", default_value_t = 5000)]
+    pub drift_interval_ms: u64,
+    /// Libraries hashed per container and sample.
+    #[arg(long, env = "ZASTAVA_MAX_LIBS", default_value_t = DEFAULT_MAX_LIBS)]
+    pub max_libs: usize,
+    /// Bytes hashed per container and sample or observation.
+    #[arg(long, env = "ZASTAVA_MAX_HASH_BYTES", default_value_t = DEFAULT_MAX_HASH_BYTES_PER_CONTAINER)]
+    pub max_hash_bytes: u64,
+    /// Shell/wrapper depth of entry traces.
+    #[arg(long, env = "ZASTAVA_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+    /// Log format.
+    #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Config {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_libs: self.max_libs,
+            max_hash_bytes_per_container: self.max_hash_bytes,
+        }
+    }
+}
+
+/// At most this many drift Events are filed per round; the findings beyond are still in the
+/// status (DESIGN.md `limits.eventsPerSecond`).
+const MAX_EVENTS_PER_ROUND: usize = 50;
+/// A posture is written at most this often.
+const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A container the observer tracks.
+struct Tracked {
+    rc: RuntimeContainer,
+    details: ContainerDetails,
+    image: Arc<ImageDetails>,
+    pid: u32,
+    /// The image as the pod spec names it (the runtime may report another name of the
+    /// same image), once the Pod is known.
+    spec_image: Option<String>,
+    /// The entry trace's terminals: the programs the container is expected to run.
+    terminals: Vec<String>,
+    workload: Option<Workload>,
+    /// Drift found so far (kept while the container runs).
+    findings: Vec<DriftFinding>,
+}
+
+impl Tracked {
+    fn container_ref(&self) -> ContainerRef {
+        ContainerRef {
+            pod: self.rc.pod.clone(),
+            container: self.rc.container.clone(),
+        }
+    }
+
+    fn observed(&self) -> ObservedContainer {
+        ObservedContainer {
+            pod: self.rc.pod.clone(),
+            container: self.rc.container.clone(),
+            container_id: self.rc.id.clone(),
+            image_ref: self
+                .spec_image
+                .clone()
+                .unwrap_or_else(|| self.details.image_ref.clone()),
+            image_digest: self
+                .details
+                .image_digest
+                .clone()
+                .or_else(|| self.image.digest.clone()),
+            pid: Some(self.pid),
+            started_at: self.details.started_at.and_then(report::time_from_nanos),
+        }
+    }
+}
+
+/// What this node last wrote into one posture.
+#[derive(Default)]
+struct Written {
+    last: Option<NodeObservation>,
+    /// When it was last written or tried.
+    at: Option<Instant>,
+    /// Writes that failed in a row.
+    failures: u32,
+    /// The posture object is known to exist.
+    exists: bool,
+}
+
+impl Written {
+    /// Whether a write is allowed now: at most once per [`MIN_WRITE_INTERVAL`], backing off
+    /// exponentially (to about a minute) while writes fail, e.g. in a namespace being deleted.
+    fn due(&self) -> bool {
+        self.at
+            .is_none_or(|at| at.elapsed() >= MIN_WRITE_INTERVAL * (1 << self.failures.min(6)))
+    }
+
+    fn tried(&mut self, ok: bool) {
+        self.at = Some(Instant::now());
+        self.failures = if ok { 0 } else { self.failures + 1 };
+    }
+}
+
+struct Daemon {
+    config: Config,
+    cri: CriClient,
+    runtime: RuntimeVersion,
+    client: Client,
+    reporter: Reporter,
+    pods: Store<Pod>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    policies: Store<ZastavaPolicy>,
+    cache: Arc<HashCache>,
+    metrics: Metrics,
+    tracked: BTreeMap<String, Tracked>,
+    /// Image details by image id, while a tracked container uses the image.
+    images: HashMap<String, Arc<ImageDetails>>,
+    /// Postures this node wrote into, by (namespace, name).
+    written: BTreeMap<(String, String), Written>,
+    last_drift: Option<Instant>,
+    hash_bytes_counted: u64,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<()> {
+    let metrics = Metrics::new();
+    let probes = http::Probes::new(metrics.clone());
+    let listener = http::bind(config.http_addr).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let server = tokio::spawn(http::serve(listener, probes.clone(), stop_rx.clone()));
+    tracing::info!(addr = %config.http_addr, "serving /metrics, /healthz, /readyz");
+
+    let client = Client::try_default().await?;
+    let pods = reflect(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={}", config.node)),
+        "Pod",
+    );
+    let namespaces = reflect(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+        "Namespace",
+    );
+    let policies = reflect(
+        Api::<ZastavaPolicy>::all(client.clone()),
+        watcher::Config::default(),
+        "ZastavaPolicy",
+    );
+    // Without the socket there is no inventory: the daemon waits for it (and says so) rather
+    // than guessing containers from /proc.
+    let cri = connect(&config, stop_rx.clone()).await;
+    let Some((cri, runtime)) = cri else {
+        return finish(server).await;
+    };
+    let mut stop = stop_rx.clone();
+    tokio::select! {
+        synced = async {
+            pods.wait_until_ready().await.is_ok()
+                && namespaces.wait_until_ready().await.is_ok()
+                && policies.wait_until_ready().await.is_ok()
+        } => if !synced {
+            tracing::error!("Kubernetes watches stopped before syncing");
+            return finish(server).await;
+        },
+        _ = stop.wait_for(|s| *s) => return finish(server).await,
+    }
+
+    let reporter = Reporter::new(client.clone(), &config.node);
+    let mut daemon = Daemon {
+        cri,
+        runtime,
+        client,
+        reporter,
+        pods,
+        namespaces,
+        policies,
+        cache: Arc::new(HashCache::default()),
+        metrics,
+        tracked: BTreeMap::new(),
+        images: HashMap::new(),
+        written: BTreeMap::new(),
+        last_drift: None,
+        hash_bytes_counted: 0,
+        config,
+    };
+    daemon.load_written().await;
+    tracing::info!(
+        node = %daemon.config.node,
+        runtime = %daemon.runtime.name,
+        version = %daemon.runtime.version,
+        "observing the node's containers"
+    );
+
+    // Below 100 ms the listing alone would keep the runtime busy; no one needs it faster.
+    let mut ticks =
+        tokio::time::interval(Duration::from_millis(daemon.config.interval_ms.max(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let ready = match daemon.round().await {
+            Ok(()) => true,
+            Err(e) => {
+                daemon.metrics.cri_errors.inc();
+                tracing::warn!(error = %e, "cannot list the node's containers");
+                false
+            }
+        };
+        probes.ready.store(ready, Ordering::Relaxed);
+        probes.round_done();
+    }
+    finish(server).await
+}
+
+async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<()> {
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(cause)) => Err(Error::Io {
+            path: PathBuf::from("probe server"),
+            cause,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "probe server task failed");
+            Ok(())
+        }
+    }
+}
+
+/// Connects to the runtime, retrying until it answers or shutdown.
+async fn connect(
+    config: &Config,
+    mut stop: watch::Receiver<bool>,
+) -> Option<(CriClient, RuntimeVersion)> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let cri = CriClient::connect(&config.cri_socket).await?;
+            let version = cri.version().await?;
+            Ok::<_, Error>((cri, version))
+        };
+        match attempt.await {
+            Ok(connected) => return Some(connected),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the container runtime's CRI socket is required (there is no fallback \
+                 inventory); retrying"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// A reflector store kept in sync in the background.
+fn reflect<K>(api: Api<K>, config: watcher::Config, what: &'static str) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(stream.for_each(move |event| async move {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, resource = what, "watch");
+        }
+    }));
+    store
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = ctrl_c => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+impl Daemon {
+    /// One round: inventory, samples of new containers, workloads, drift, reports. Only a
+    /// failed listing is an error; everything else is logged and retried next round.
+    async fn round(&mut self) -> Result<()> {
+        let running = self.cri.running_containers().await?;
+        let changes = inventory::diff(self.tracked.keys(), &running, &self.config.namespace);
+        for id in &changes.stopped {
+            self.stopped(id);
+        }
+        for id in &changes.started {
+            if let Err(e) = self.started(&running[id]).await {
+                self.metrics.cri_errors.inc();
+                tracing::warn!(error = %e, container_id = %id, "cannot inspect a new container; retrying");
+            }
+        }
+        self.images
+            .retain(|id, _| self.tracked.values().any(|t| &t.details.image_id == id));
+        self.resolve_workloads().await;
+        let drift_due = self
+            .last_drift
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.config.drift_interval_ms));
+        if drift_due {
+            self.last_drift = Some(Instant::now());
+            self.detect_drift().await;
+        }
+        self.report().await;
+        self.metrics.containers.set(self.tracked.len() as i64);
+        let hashed = self.cache.bytes_hashed();
+        self.metrics
+            .hash_bytes
+            .inc_by(hashed.saturating_sub(self.hash_bytes_counted));
+        self.hash_bytes_counted = hashed;
+        Ok(())
+    }
+
+    fn pod(&self, rc: &RuntimeContainer) -> Option<Arc<Pod>> {
+        self.pods
+            .get(&ObjectRef::new(&rc.pod).within(&rc.namespace))
+            .filter(|p| p.metadata.uid.as_deref() == Some(rc.pod_uid.as_str()))
+    }
+
+    async fn image(&mut self, image_id: &str) -> Arc<ImageDetails> {
+        if let Some(image) = self.images.get(image_id) {
+            return image.clone();
+        }
+        let image = match self.cri.image_details(image_id).await {
+            Ok(image) => Arc::new(image),
+            Err(e) => {
+                // Without it there is no image creation time (filesystem drift then only
+                // sees the writable layer) and no fallback entrypoint; try again next time.
+                tracing::warn!(error = %e, image = image_id, "image status");
+                return Arc::new(ImageDetails::default());
+            }
+        };
+        self.images.insert(image_id.to_string(), image.clone());
+        image
+    }
+
+    /// A container started: its details, its image, a sample of its main process, and the
+    /// trace of the argv it was started with (the baseline of process drift).
+    async fn started(&mut self, rc: &RuntimeContainer) -> Result<()> {
+        let details = self.cri.container_details(&rc.id).await?;
+        let Some(pid) = details.pid else {
+            return Err(Error::Cri {
+                socket: self.config.cri_socket.clone(),
+                method: "ContainerStatus",
+                cause: format!("no pid reported for running container {}", rc.id),
+            });
+        };
+        let image = self.image(&details.image_id).await;
+        let argv = if details.args.is_empty() {
+            let pod = self.pod(rc);
+            let spec = pod
+                .as_ref()
+                .and_then(|p| p.spec.as_ref())
+                .and_then(|s| s.containers.iter().find(|c| c.name == rc.container));
+            cri::effective_argv(
+                &image.entrypoint,
+                &image.cmd,
+                spec.and_then(|c| c.command.as_deref()),
+                spec.and_then(|c| c.args.as_deref()),
+            )
+        } else {
+            details.args.clone()
+        };
+        let opts = SampleOptions {
+            proc_root: self.config.proc_root.clone(),
+            limits: self.config.limits(),
+            entry_trace_depth: Some(self.config.max_depth),
+            show_args: false,
+        };
+        let cache = self.cache.clone();
+        let max_depth = self.config.max_depth;
+        let (sampled, trace) = tokio::task::spawn_blocking(move || {
+            let sampled = sample::sample(pid, &opts, &cache);
+            let root = opts.proc_root.join(pid.to_string()).join("root");
+            (sampled, entrytrace::trace(&root, &argv, None, max_depth))
+        })
+        .await
+        .map_err(|e| Error::Io {
+            path: self.config.proc_root.join(pid.to_string()),
+            cause: std::io::Error::other(e),
+        })?;
+        let result = match &sampled {
+            Ok(s) if s.partial => "partial",
+            Ok(_) => "ok",
+            Err(Error::NoSuchProcess { .. } | Error::ProcessExited { .. }) => "gone",
+            Err(_) => "error",
+        };
+        self.metrics
+            .proc_maps_samples
+            .with_label_values(&[result])
+            .inc();
+        if let Err(e) = &sampled {
+            tracing::warn!(error = %e, container_id = %rc.id, pid, "cannot sample the container's main process");
+        }
+        if !trace.warnings.is_empty() {
+            tracing::debug!(container_id = %rc.id, warnings = ?trace.warnings, "entry trace");
+        }
+        let tracked = Tracked {
+            rc: rc.clone(),
+            details,
+            image,
+            pid,
+            spec_image: None,
+            terminals: trace.terminals,
+            workload: None,
+            findings: self.written_findings(rc),
+        };
+        self.runtime_event(EventKind::ContainerStart, &tracked, |e| match &sampled {
+            Ok(s) => e.with_sample(s),
+            Err(_) => e,
+        });
+        tracing::info!(
+            namespace = %rc.namespace, pod = %rc.pod, container = %rc.container,
+            container_id = %rc.id, pid, terminals = ?tracked.terminals, "container started"
+        );
+        self.tracked.insert(rc.id.clone(), tracked);
+        Ok(())
+    }
+
+    /// The findings already written for this container (by an earlier run of the observer):
+    /// they keep their `firstSeen` and are not filed as Events again.
+    fn written_findings(&self, rc: &RuntimeContainer) -> Vec<DriftFinding> {
+        self.written
+            .values()
+            .filter_map(|w| w.last.as_ref())
+            .find(|entry| entry.containers.iter().any(|c| c.container_id == rc.id))
+            .map(|entry| {
+                entry
+                    .drift
+                    .iter()
+                    .filter(|f| f.pod == rc.pod && f.container == rc.container)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stopped(&mut self, id: &str) {
+        if let Some(t) = self.tracked.remove(id) {
+            self.runtime_event(EventKind::ContainerStop, &t, |e| e);
+            tracing::info!(
+                namespace = %t.rc.namespace, pod = %t.rc.pod, container = %t.rc.container,
+                container_id = %id, "container stopped"
+            );
+        }
+    }
+
+    /// Logs a runtime event (the contract's envelope, one canonical JSON line) and counts it.
+    fn runtime_event(
+        &self,
+        kind: EventKind,
+        t: &Tracked,
+        fill: impl FnOnce(RuntimeEvent) -> RuntimeEvent,
+    ) {
+        let event = fill(RuntimeEvent::new(
+            kind,
+            &report::now(),
+            &self.config.node,
+            EventRuntime {
+                engine: self.runtime.name.clone(),
+                version: self.runtime.version.clone(),
+            },
+            EventWorkload {
+                platform: "kubernetes",
+                namespace: t.rc.namespace.clone(),
+                pod: t.rc.pod.clone(),
+                container: t.rc.container.clone(),
+                container_id: t.rc.id.clone(),
+                image_ref: t.details.image_ref.clone(),
+                owner: t.workload.as_ref().map(|w| EventOwner {
+                    kind: w.kind.clone(),
+                    name: w.name.clone(),
+                }),
+            },
+        ));
+        self.metrics
+            .runtime_events
+            .with_label_values(&[kind.label()])
+            .inc();
+        tracing::info!(runtime_event = %event.to_json(), kind = kind.label(), "runtime event");
+    }
+
+    /// Finds the workload of each tracked container that has none yet (its Pod may not be in
+    /// the cache yet, or an owner could not be read: tried again next round).
+    async fn resolve_workloads(&mut self) {
+        let mut known: HashMap<String, Workload> = self
+            .tracked
+            .values()
+            .filter_map(|t| Some((t.rc.pod_uid.clone(), t.workload.clone()?)))
+            .collect();
+        let pending: Vec<String> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.workload.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in pending {
+            let rc = self.tracked[&id].rc.clone();
+            let Some(pod) = self.pod(&rc) else { continue };
+            let workload = match known.get(&rc.pod_uid) {
+                Some(w) => Some(w.clone()),
+                None => self.resolve(&pod.metadata).await,
+            };
+            let spec_image = pod
+                .spec
+                .iter()
+                .flat_map(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                })
+                .find(|c| c.name == rc.container)
+                .and_then(|c| c.image.clone());
+            if let (Some(w), Some(t)) = (workload, self.tracked.get_mut(&id)) {
+                known.insert(rc.pod_uid.clone(), w.clone());
+                t.workload = Some(w);
+                t.spec_image = spec_image;
+            }
+        }
+    }
+
+    async fn resolve(&self, pod: &ObjectMeta) -> Option<Workload> {
+        let mut owners = Vec::new();
+        loop {
+            match workload::resolve(pod, &owners) {
+                Resolution::Workload(w) => return Some(w),
+                Resolution::Fetch(owner) => {
+                    let (group, version) = owner
+                        .api_version
+                        .split_once('/')
+                        .unwrap_or(("", &owner.api_version));
+                    let resource =
+                        ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &owner.kind));
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(self.client.clone(), &owner.namespace, &resource);
+                    match api.get_metadata(&owner.name).await {
+                        Ok(meta) => owners.push(meta.metadata),
+                        Err(e) => {
+                            tracing::warn!(error = %e, kind = %owner.kind, name = %owner.name, "cannot read a pod's owner; retrying");
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Observes every tracked container and records what drifted from its baseline.
+    async fn detect_drift(&mut self) {
+        struct Job {
+            id: String,
+            pid: u32,
+            container: ContainerRef,
+            kinds: zastava_crds::policy::DriftKinds,
+            baseline: Baseline,
+        }
+        let policies = self.policies.state();
+        let jobs: Vec<Job> = self
+            .tracked
+            .iter()
+            .map(|(id, t)| {
+                let labels = self
+                    .namespaces
+                    .get(&ObjectRef::new(&t.rc.namespace))
+                    .and_then(|ns| ns.metadata.labels.clone())
+                    .unwrap_or_default();
+                let rules = rules::runtime_rules(
+                    policies.iter().map(|p| &p.spec),
+                    &t.rc.namespace,
+                    &labels,
+                    &self.config.namespace,
+                );
+                let container_ports = self
+                    .pod(&t.rc)
+                    .and_then(|p| p.spec.as_ref().map(rules::container_ports))
+                    .unwrap_or_default();
+                Job {
+                    id: id.clone(),
+                    pid: t.pid,
+                    container: t.container_ref(),
+                    kinds: rules.kinds,
+                    baseline: Baseline {
+                        terminals: t.terminals.clone(),
+                        allowed_programs: Vec::new(),
+                        // No SBOM source yet: library drift stays silent.
+                        sbom: None,
+                        image_created: t.image.created,
+                        container_ports,
+                        allowed_listening_ports: rules.allowed_listening_ports,
+                    },
+                }
+            })
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        let proc_root = self.config.proc_root.clone();
+        let host_root = self.config.host_root.clone();
+        let cache = self.cache.clone();
+        let limits = self.config.limits();
+        let detected = tokio::task::spawn_blocking(move || {
+            let table = match observe::ProcessTable::scan(&proc_root) {
+                Ok(table) => table,
+                Err(e) => {
+                    tracing::warn!(error = %e, proc_root = %proc_root.display(), "cannot list processes");
+                    return Vec::new();
+                }
+            };
+            let collect = observe::Collect {
+                proc_root: &proc_root,
+                host_root: &host_root,
+                cache: &cache,
+                limits,
+            };
+            jobs.into_iter()
+                .map(|job| {
+                    let pids = table.members(job.pid);
+                    let found = observe::observe(&collect, job.pid, &pids, &job.kinds);
+                    if !found.warnings.is_empty() {
+                        tracing::debug!(container_id = %job.id, warnings = ?found.warnings, "observation");
+                    }
+                    let findings = drift::detect(&job.container, &job.kinds, &job.baseline, &found.observed);
+                    (job.id, findings)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "drift observation task failed");
+            Vec::new()
+        });
+
+        let now = report::now();
+        let mut events = 0usize;
+        for (id, findings) in detected {
+            let Some(t) = self.tracked.get_mut(&id) else {
+                continue;
+            };
+            let merged = report::merge_findings(&t.findings, findings, &now);
+            t.findings = merged.findings;
+            let namespace = t.rc.namespace.clone();
+            let pod_uid = t.rc.pod_uid.clone();
+            for finding in &merged.new {
+                tracing::warn!(
+                    namespace = %namespace, pod = %finding.pod, container = %finding.container,
+                    subject = %finding.subject, kind = ?finding.kind, "drift"
+                );
+                let t = &self.tracked[&id];
+                let digest = t.observed().image_digest;
+                self.runtime_event(EventKind::Drift, t, |e| {
+                    e.with_drift(digest, std::slice::from_ref(finding))
+                });
+                if events >= MAX_EVENTS_PER_ROUND {
+                    continue;
+                }
+                events += 1;
+                let filed = self
+                    .reporter
+                    .drift_event(&namespace, &pod_uid, finding)
+                    .await;
+                self.metrics.api_write("event", &filed);
+                if let Err(e) = filed {
+                    tracing::warn!(error = %e, pod = %finding.pod, "cannot file the drift Event");
+                }
+            }
+        }
+    }
+
+    /// Reads what an earlier run of this node wrote, so entries of workloads that are gone
+    /// now get removed.
+    async fn load_written(&mut self) {
+        match self.reporter.written_before().await {
+            Ok(entries) => {
+                for (namespace, name, entry) in entries {
+                    self.written.insert(
+                        (namespace, name),
+                        Written {
+                            last: Some(entry),
+                            exists: true,
+                            ..Written::default()
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list RuntimePostures; stale entries of this node stay")
+            }
+        }
+    }
+
+    /// Writes this node's entry of every posture whose entry changed.
+    async fn report(&mut self) {
+        let mut current: BTreeMap<(String, String), (Workload, Vec<ContainerReport>)> =
+            BTreeMap::new();
+        for t in self.tracked.values() {
+            let Some(w) = &t.workload else { continue };
+            current
+                .entry((w.namespace.clone(), w.posture_name()))
+                .or_insert_with(|| (w.clone(), Vec::new()))
+                .1
+                .push(ContainerReport {
+                    observed: t.observed(),
+                    drift: t.findings.clone(),
+                });
+        }
+        let mut keys: Vec<(String, String)> = current.keys().cloned().collect();
+        keys.extend(
+            self.written
+                .keys()
+                .filter(|k| !current.contains_key(*k))
+                .cloned(),
+        );
+        for key in keys {
+            let next = current
+                .get(&key)
+                .map(|(w, reports)| (w, report::node_observation(&self.config.node, reports)));
+            let written = self.written.entry(key.clone()).or_default();
+            if !written.due() {
+                continue;
+            }
+            let (namespace, name) = &key;
+            match next {
+                Some((workload, observation)) => {
+                    if !report::changed(written.last.as_ref(), &observation) {
+                        continue;
+                    }
+                    if !written.exists {
+                        let created = self.reporter.ensure_posture(workload).await;
+                        self.metrics.api_write("posture", &created);
+                        if let Err(e) = created {
+                            written.tried(false);
+                            tracing::warn!(error = %e, namespace, name, "cannot create the RuntimePosture");
+                            continue;
+                        }
+                        written.exists = true;
+                    }
+                    let result = self
+                        .reporter
+                        .write_status(namespace, name, &observation)
+                        .await;
+                    self.metrics.api_write("status", &result);
+                    written.tried(result.is_ok());
+                    match result {
+                        Ok(()) => written.last = Some(observation),
+                        Err(e) => {
+                            if is_not_found(&e) {
+                                // Deleted meanwhile: create it again next round.
+                                written.exists = false;
+                            }
+                            tracing::warn!(error = %e, namespace, name, "cannot write the RuntimePosture status");
+                        }
+                    }
+                }
+                None => {
+                    let result = self.reporter.remove_status(namespace, name).await;
+                    self.metrics.api_write("status", &result);
+                    written.tried(result.is_ok());
+                    match result {
+                        Ok(()) => {
+                            self.written.remove(&key);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, namespace, name, "cannot remove this node's entry");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.is_not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_back_off_while_they_fail() {
+        let mut w = Written::default();
+        assert!(w.due(), "never written");
+        w.tried(true);
+        assert!(!w.due(), "at most once per second");
+        w.at = Some(Instant::now() - MIN_WRITE_INTERVAL);
+        assert!(w.due());
+        for _ in 0..3 {
+            w.tried(false);
+        }
+        w.at = Some(Instant::now() - MIN_WRITE_INTERVAL * 7);
+        assert!(!w.due(), "8 s after three failures");
+        w.at = Some(Instant::now() - MIN_WRITE_INTERVAL * 8);
+        assert!(w.due());
+        for _ in 0..20 {
+            w.tried(false);
+        }
+        w.at = Some(Instant::now() - MIN_WRITE_INTERVAL * 64);
+        assert!(w.due(), "capped at about a minute");
+        w.tried(true);
+        assert_eq!(w.failures, 0);
+    }
+}

@@ -1,0 +1,501 @@
+//! What a running container does, read from the host's procfs: its processes (the pids in
+//! its cgroup), their executables, the executables in its writable layer, and the sockets
+//! its processes listen on. This is what [`crate::drift::detect`] compares with the baseline.
+//!
+//! Nothing here executes anything, reads environments, or keeps command lines beyond
+//! `argv[0]` (which names the applet a busybox process runs). A process that exits while it
+//! is read is simply not part of the observation; files are hashed within the container's
+//! [`Limits`] through the node-wide [`HashCache`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zastava_crds::policy::DriftKinds;
+
+use crate::drift::{parse_proc_net, ExecutableFile, NetTable, Observed, RunningProcess, Socket};
+use crate::hashing::{open_regular, Budget, HashCache, Limits};
+
+/// Entries of a writable layer visited per observation.
+const MAX_UPPER_ENTRIES: usize = 10_000;
+/// Directory depth followed in a writable layer.
+const MAX_UPPER_DEPTH: usize = 32;
+/// Open files looked at per process (for socket inodes).
+const MAX_FDS: usize = 4096;
+/// Bytes of `cmdline` read: enough for `argv[0]` (a path is at most `PATH_MAX`).
+const MAX_ARGV0_BYTES: u64 = 4096;
+
+/// The cgroup of every process of the node, from one pass over `<proc>/*/cgroup`.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    cgroups: HashMap<u32, String>,
+}
+
+impl ProcessTable {
+    /// Reads the cgroup of every process; those that exit meanwhile are left out.
+    pub fn scan(proc_root: &Path) -> io::Result<Self> {
+        let mut cgroups = HashMap::new();
+        for entry in fs::read_dir(proc_root)? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Ok(cgroup) = fs::read_to_string(entry.path().join("cgroup")) {
+                cgroups.insert(pid, cgroup);
+            }
+        }
+        Ok(ProcessTable { cgroups })
+    }
+
+    /// The processes in the same cgroups as `main_pid` (itself included), sorted: a
+    /// container's processes, including those `kubectl exec` started.
+    pub fn members(&self, main_pid: u32) -> Vec<u32> {
+        let Some(cgroup) = self.cgroups.get(&main_pid) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<u32> = self
+            .cgroups
+            .iter()
+            .filter(|(_, c)| *c == cgroup)
+            .map(|(pid, _)| *pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
+/// Where and how much to read.
+pub struct Collect<'a> {
+    /// The host's procfs (`/proc`, or `/host/proc` in the DaemonSet).
+    pub proc_root: &'a Path,
+    /// Where the host's filesystem is mounted (`/`, or `/host` in the DaemonSet): overlay
+    /// upper dirs are host paths.
+    pub host_root: &'a Path,
+    pub cache: &'a HashCache,
+    pub limits: Limits,
+}
+
+/// One observation of one container.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub observed: Observed,
+    /// What could not be read (the observation goes on without it).
+    pub warnings: Vec<String>,
+}
+
+/// Observes the container whose main process is `main_pid` and whose processes are `pids`,
+/// reading only what the enabled drift `kinds` need.
+pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> Observation {
+    let mut out = Observation::default();
+    let mut budget = Budget::new(c.limits);
+    let main_dir = c.proc_root.join(main_pid.to_string());
+    let upper = if kinds.filesystem {
+        match fs::read_to_string(main_dir.join("mountinfo")) {
+            Ok(text) => overlay_upperdir(&text).map(|u| under_root(c.host_root, &u)),
+            Err(e) => {
+                out.warnings
+                    .push(format!("mountinfo of pid {main_pid}: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if kinds.process || kinds.filesystem {
+        for &pid in pids {
+            if let Some((process, file)) = process(c, pid, upper.as_deref(), &mut budget) {
+                if kinds.process {
+                    out.observed.processes.push(process);
+                }
+                if kinds.filesystem {
+                    out.observed.executables.push(file);
+                }
+            }
+        }
+    }
+    if let Some(upper) = &upper {
+        out.observed.executables.extend(writable_layer_executables(
+            c,
+            upper,
+            &mut budget,
+            &mut out.warnings,
+        ));
+    }
+    if kinds.network {
+        let inodes: HashSet<u64> = pids
+            .iter()
+            .flat_map(|&pid| socket_inodes(c.proc_root, pid))
+            .collect();
+        for table in NetTable::ALL {
+            let path = main_dir.join("net").join(table.file_name());
+            match fs::read_to_string(&path) {
+                Ok(text) => out.observed.sockets.extend(
+                    parse_proc_net(table, &text)
+                        .into_iter()
+                        .filter(|s: &Socket| inodes.contains(&s.inode)),
+                ),
+                // No IPv6 in the kernel: no tcp6/udp6 tables.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => out.warnings.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    out
+}
+
+/// A process and its executable file, or `None` when it has none (a kernel thread) or exited.
+fn process(
+    c: &Collect,
+    pid: u32,
+    upper: Option<&Path>,
+    budget: &mut Budget,
+) -> Option<(RunningProcess, ExecutableFile)> {
+    let dir = c.proc_root.join(pid.to_string());
+    let link = dir.join("exe");
+    let target = fs::read_link(&link).ok()?;
+    let target = target.to_string_lossy();
+    let exe = target
+        .strip_suffix(" (deleted)")
+        .unwrap_or(&target)
+        .to_string();
+    let argv0 = fs::File::open(dir.join("cmdline")).ok().and_then(|f| {
+        let mut raw = Vec::new();
+        f.take(MAX_ARGV0_BYTES).read_to_end(&mut raw).ok()?;
+        let first = raw.split(|&b| b == 0).next()?;
+        (!first.is_empty()).then(|| String::from_utf8_lossy(first).into_owned())
+    });
+    // `exe` opens the very file the process runs, wherever it lives.
+    let (sha256, mtime) = match open_regular(&link) {
+        Ok(file) => {
+            let mtime = file.metadata().ok().map(|m| m.mtime());
+            (hash(c.cache, budget, &file, &exe), mtime)
+        }
+        Err(_) => (None, None),
+    };
+    let in_writable_layer = upper.is_some_and(|u| {
+        fs::symlink_metadata(under_root(u, Path::new(&exe))).is_ok_and(|m| m.file_type().is_file())
+    });
+    Some((
+        RunningProcess {
+            pid,
+            exe: exe.clone(),
+            argv0,
+            sha256: sha256.clone(),
+        },
+        ExecutableFile {
+            path: exe,
+            sha256,
+            mtime,
+            in_writable_layer,
+        },
+    ))
+}
+
+fn hash(cache: &HashCache, budget: &mut Budget, file: &fs::File, path: &str) -> Option<String> {
+    let size = file.metadata().ok()?.len();
+    budget.take_bytes(size).ok()?;
+    cache.sha256(file, Path::new(path)).ok().map(|h| h.sha256)
+}
+
+/// `path` (absolute) below `root`.
+fn under_root(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Executable regular files in the writable layer (the overlay upper dir), with their paths
+/// inside the container. Symlinks are never followed, and a file is only hashed when the
+/// opened file is the one listed (same device and inode): the container owns this directory
+/// and could swap a file for a link to a host file meanwhile.
+fn writable_layer_executables(
+    c: &Collect,
+    upper: &Path,
+    budget: &mut Budget,
+    warnings: &mut Vec<String>,
+) -> Vec<ExecutableFile> {
+    let mut found = Vec::new();
+    let mut visited = 0usize;
+    let mut todo: Vec<(PathBuf, usize)> = vec![(PathBuf::new(), 0)];
+    while let Some((relative, depth)) = todo.pop() {
+        let entries = match fs::read_dir(upper.join(&relative)) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warnings.push(format!(
+                    "writable layer {}: {e}",
+                    upper.join(&relative).display()
+                ));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            visited += 1;
+            if visited > MAX_UPPER_ENTRIES {
+                warnings.push(format!(
+                    "writable layer has more than {MAX_UPPER_ENTRIES} entries: the rest is not inspected"
+                ));
+                return found;
+            }
+            let rel = relative.join(entry.file_name());
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.file_type().is_dir() {
+                if depth < MAX_UPPER_DEPTH {
+                    todo.push((rel, depth + 1));
+                }
+                continue;
+            }
+            if !meta.file_type().is_file() || meta.permissions().mode() & 0o111 == 0 {
+                continue;
+            }
+            let path = format!("/{}", rel.to_string_lossy());
+            let sha256 = open_regular(&entry.path()).ok().and_then(|file| {
+                let opened = file.metadata().ok()?;
+                (opened.dev() == meta.dev() && opened.ino() == meta.ino())
+                    .then(|| hash(c.cache, budget, &file, &path))?
+            });
+            found.push(ExecutableFile {
+                path,
+                sha256,
+                mtime: Some(meta.mtime()),
+                in_writable_layer: true,
+            });
+        }
+    }
+    found
+}
+
+/// The overlay upper dir of the root mount in a `/proc/<pid>/mountinfo` (the container's
+/// writable layer), as a host path.
+pub fn overlay_upperdir(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        // `36 35 98:0 / / rw,noatime master:1 - overlay overlay rw,lowerdir=..,upperdir=..`
+        let (mount, fs) = line.split_once(" - ")?;
+        let mount_point = mount.split(' ').nth(4)?;
+        let mut fs = fs.split(' ');
+        if mount_point != "/" || fs.next()? != "overlay" {
+            return None;
+        }
+        let options = fs.nth(1)?;
+        options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(|u| PathBuf::from(unescape_octal(u)))
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040`, `\011`, `\012`, `\134`.
+fn unescape_octal(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) if bytes[i] == b'\\' => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, b| n.wrapping_mul(8).wrapping_add(b - b'0')),
+                );
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The socket inodes among the open files of `pid`.
+fn socket_inodes(proc_root: &Path, pid: u32) -> BTreeSet<u64> {
+    let Ok(fds) = fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
+        return BTreeSet::new();
+    };
+    fds.flatten()
+        .take(MAX_FDS)
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|target| socket_inode(&target.to_string_lossy()))
+        .collect()
+}
+
+/// `socket:[12345]` → 12345.
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn upperdir_of_the_root_mount() {
+        let mountinfo = "\
+1 0 0:1 / /proc rw - proc proc rw
+2268 2101 0:250 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/containerd/s/1/fs,upperdir=/var/lib/containerd/s/2/fs,workdir=/var/lib/containerd/s/2/work
+2269 2268 0:251 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k
+";
+        assert_eq!(
+            overlay_upperdir(mountinfo),
+            Some(PathBuf::from("/var/lib/containerd/s/2/fs"))
+        );
+        let escaped = "5 1 0:9 / / rw - overlay overlay rw,lowerdir=/a,upperdir=/tmp/my\\040dir/fs,workdir=/w\n";
+        assert_eq!(
+            overlay_upperdir(escaped),
+            Some(PathBuf::from("/tmp/my dir/fs"))
+        );
+        // Not overlay, or overlay elsewhere: no writable layer known.
+        assert_eq!(
+            overlay_upperdir("5 1 8:1 / / rw - ext4 /dev/sda1 rw\n"),
+            None
+        );
+        assert_eq!(
+            overlay_upperdir("5 1 0:9 / /data rw - overlay overlay rw,upperdir=/u\n"),
+            None
+        );
+        assert_eq!(overlay_upperdir("garbage\n\n"), None);
+        assert_eq!(unescape_octal("a\\134b\\0"), "a\\b\\0");
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode("socket:[12345]"), Some(12345));
+        assert_eq!(socket_inode("pipe:[12345]"), None);
+        assert_eq!(socket_inode("/dev/null"), None);
+    }
+
+    #[test]
+    fn a_cgroup_groups_a_container_s_processes() {
+        let proc_root = TempDir::new("proc-table");
+        for (pid, cgroup) in [
+            (10, "0::/kubepods/pod1/c1\n"),
+            (11, "0::/kubepods/pod1/c1\n"),
+            (12, "0::/kubepods/pod1/c2\n"),
+            (13, "0::/kubepods/pod1/c1\n"),
+        ] {
+            let dir = proc_root.join(pid.to_string());
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("cgroup"), cgroup).unwrap();
+        }
+        // Not processes, or gone mid-scan.
+        fs::create_dir_all(proc_root.join("self")).unwrap();
+        fs::create_dir_all(proc_root.join("14")).unwrap();
+        let table = ProcessTable::scan(proc_root.path()).unwrap();
+        assert_eq!(table.members(11), vec![10, 11, 13]);
+        assert_eq!(table.members(12), vec![12]);
+        assert_eq!(table.members(14), Vec::<u32>::new());
+    }
+
+    /// A real process of this test: its executable, `argv[0]` and a listening socket; with
+    /// a fake writable layer holding a dropped executable and a link out of it.
+    #[test]
+    fn observes_a_real_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = std::process::id();
+        let upper = TempDir::new("upper");
+        fs::create_dir_all(upper.join("tmp")).unwrap();
+        fs::write(upper.join("tmp/evil"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(upper.join("tmp/evil"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(upper.join("tmp/data"), b"not executable").unwrap();
+        std::os::unix::fs::symlink("/bin/sh", upper.join("tmp/link")).unwrap();
+
+        let cache = HashCache::new(16);
+        let c = Collect {
+            proc_root: Path::new("/proc"),
+            host_root: Path::new("/"),
+            cache: &cache,
+            limits: Limits::default(),
+        };
+        let mut found = observe(&c, pid, &[pid, child.id()], &DriftKinds::default());
+        let files = writable_layer_executables(
+            &c,
+            upper.path(),
+            &mut Budget::new(Limits::default()),
+            &mut found.warnings,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let me = &found.observed.processes[0];
+        assert_eq!(me.pid, pid);
+        assert_eq!(
+            PathBuf::from(&me.exe),
+            fs::read_link("/proc/self/exe").unwrap()
+        );
+        let sleeper = &found.observed.processes[1];
+        assert!(sleeper.exe.ends_with("sleep"), "{}", sleeper.exe);
+        assert_eq!(sleeper.argv0.as_deref(), Some("sleep"));
+        assert_eq!(
+            sleeper.sha256.as_deref(),
+            Some(
+                crate::hashing::sha256_file(Path::new(&sleeper.exe))
+                    .unwrap()
+                    .sha256
+                    .as_str()
+            )
+        );
+        assert!(found
+            .observed
+            .sockets
+            .iter()
+            .any(|s| s.local.port() == port && s.is_listening()));
+        assert!(found.observed.executables.iter().all(|f| f.mtime.is_some()));
+
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].path, "/tmp/evil");
+        assert!(files[0].in_writable_layer);
+        assert_eq!(
+            files[0].sha256.as_deref(),
+            Some(
+                crate::hashing::sha256_file(&upper.join("tmp/evil"))
+                    .unwrap()
+                    .sha256
+                    .as_str()
+            )
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn only_what_the_kinds_need_is_read() {
+        let cache = HashCache::new(16);
+        let c = Collect {
+            proc_root: Path::new("/proc"),
+            host_root: Path::new("/"),
+            cache: &cache,
+            limits: Limits::default(),
+        };
+        let pid = std::process::id();
+        let none = DriftKinds {
+            process: false,
+            library: false,
+            filesystem: false,
+            network: false,
+        };
+        let found = observe(&c, pid, &[pid], &none);
+        assert!(found.observed.processes.is_empty());
+        assert!(found.observed.executables.is_empty());
+        assert!(found.observed.sockets.is_empty());
+        assert_eq!(cache.misses(), 0, "nothing hashed");
+        // A process that is gone is no part of the observation, and no error.
+        let gone = observe(&c, u32::MAX, &[u32::MAX], &DriftKinds::default());
+        assert!(gone.observed.processes.is_empty());
+    }
+}

@@ -1,0 +1,385 @@
+//! The node observer against the real cluster: the observer `run.sh` starts on the node
+//! (`zastava-observer run`, CRI socket of the cluster's containerd) inventories a Deployment's
+//! container into the Deployment's `RuntimePosture`, reports a program dropped into the
+//! running container as drift (status and Event), follows the runtime rules of a
+//! `ZastavaPolicy`, and removes its entry when the container stops.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use zastava_crds::posture::{DriftFinding, DriftKind, NodeObservation};
+use zastava_crds::RuntimePosture;
+use zastava_e2e::{
+    apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
+    kubectl, metric, unique, wait_for, FIELD_MANAGER,
+};
+
+/// Creates a one-replica Deployment `name` of the test image running `command`, retrying
+/// while the webhook of the shared cluster restarts ("failed calling webhook").
+async fn deploy(client: &Client, ns: &str, name: &str, command: &[&str]) -> Deployment {
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": ns },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "app",
+                        "image": env("ZASTAVA_TEST_IMAGE"),
+                        "command": command,
+                    }],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("Deployment {ns}/{name} to be created"),
+        Duration::from_secs(60),
+        || async {
+            match api.create(&PostParams::default(), &deployment).await {
+                Ok(d) => Some(d),
+                Err(e) if e.to_string().contains("failed calling webhook") => None,
+                Err(e) => panic!("creating Deployment {name}: {e}"),
+            }
+        },
+    )
+    .await
+}
+
+/// The running Pod of a Deployment (pods are retried by the ReplicaSet should the webhook
+/// refuse them for a moment).
+async fn running_pod(client: &Client, ns: &str, app: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("a running Pod of {ns}/{app}"),
+        Duration::from_secs(120),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .ok()?;
+            list.items.into_iter().find(|p| {
+                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    && p.metadata.deletion_timestamp.is_none()
+            })
+        },
+    )
+    .await
+}
+
+/// This node's entry of a posture, once `accept` takes it.
+async fn node_entry(
+    client: &Client,
+    ns: &str,
+    posture: &str,
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(&NodeObservation) -> bool,
+) -> (RuntimePosture, NodeObservation) {
+    let api: Api<RuntimePosture> = Api::namespaced(client.clone(), ns);
+    let node = env("ZASTAVA_NODE");
+    wait_for(
+        &format!("RuntimePosture {ns}/{posture}: {what}"),
+        timeout,
+        || async {
+            let p = api.get_opt(posture).await.ok()??;
+            let entry = p
+                .status
+                .as_ref()?
+                .nodes
+                .iter()
+                .find(|n| n.node == node)
+                .cloned()?;
+            accept(&entry).then_some((p, entry))
+        },
+    )
+    .await
+}
+
+fn has_evidence(f: &DriftFinding, signal: &str, value: &str) -> bool {
+    f.evidence
+        .iter()
+        .any(|e| e.signal == signal && e.value.contains(value))
+}
+
+#[tokio::test]
+async fn inventory_drift_events_and_stop() {
+    let client = client().await;
+    let ns = unique("e2e-obs");
+    create_namespace(&client, &ns, json!({})).await;
+    let deployment = deploy(&client, &ns, "sleeper", &["sleep", "3600"]).await;
+    let pod = running_pod(&client, &ns, "sleeper").await;
+    let pod_name = pod.metadata.name.clone().unwrap();
+
+    // Inventory: the container, by digest, with the PID of its main process.
+    let (posture, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-sleeper",
+        "this node's entry lists the container",
+        Duration::from_secs(60),
+        |e| e.containers.iter().any(|c| c.pod == pod_name),
+    )
+    .await;
+    let c = &entry.containers[0];
+    assert_eq!(c.container, "app");
+    assert_eq!(c.image_ref, env("ZASTAVA_TEST_IMAGE"));
+    assert_eq!(c.image_digest, Some(env("ZASTAVA_TEST_IMAGE_DIGEST")));
+    assert!(c.started_at.is_some());
+    let container_id = pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .container_id
+        .clone()
+        .unwrap();
+    assert!(
+        container_id.ends_with(&c.container_id),
+        "{container_id} vs {}",
+        c.container_id
+    );
+    // The PID is the container's main process on this host.
+    let pid = c.pid.expect("the main process's pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"sleep\x003600\x00");
+    assert!(entry.drift.is_empty(), "{:?}", entry.drift);
+
+    // The posture belongs to the Deployment (garbage-collected with it), written by the
+    // observer's field managers.
+    let spec = &posture.spec.workload;
+    assert_eq!(
+        (spec.kind.as_str(), spec.name.as_str()),
+        ("Deployment", "sleeper")
+    );
+    assert_eq!(spec.uid, deployment.metadata.uid);
+    let owners = posture.metadata.owner_references.clone().unwrap();
+    assert_eq!(owners[0].uid, deployment.metadata.uid.clone().unwrap());
+    let managers: Vec<String> = posture
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&"zastava-observer".to_string()),
+        "{managers:?}"
+    );
+    assert!(
+        managers.contains(&format!("zastava-observer-{}", env("ZASTAVA_NODE"))),
+        "{managers:?}"
+    );
+
+    // Drift: a copy of busybox dropped into /tmp and run as `sleep` (busybox runs the applet
+    // its argv[0] names) is neither the traced entrypoint `sleep` nor part of the image.
+    kubectl(&[
+        "-n",
+        &ns,
+        "exec",
+        &pod_name,
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/evil && cp /bin/busybox /tmp/evil/sleep && (/tmp/evil/sleep 300 >/dev/null 2>&1 &)",
+    ]);
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-sleeper",
+        "process and filesystem drift of /tmp/evil/sleep",
+        Duration::from_secs(30),
+        |e| {
+            [DriftKind::Process, DriftKind::Filesystem].iter().all(|k| {
+                e.drift
+                    .iter()
+                    .any(|f| f.kind == *k && f.subject == "/tmp/evil/sleep")
+            })
+        },
+    )
+    .await;
+    let busybox =
+        zastava_observer::hashing::sha256_file(Path::new(&format!("/proc/{pid}/root/bin/busybox")))
+            .unwrap()
+            .sha256;
+    let process = entry
+        .drift
+        .iter()
+        .find(|f| f.kind == DriftKind::Process)
+        .unwrap();
+    assert_eq!(process.pod, pod_name);
+    assert_eq!(process.container, "app");
+    assert_eq!(process.sha256.as_deref(), Some(busybox.as_str()));
+    assert!(process.first_seen.is_some());
+    assert!(
+        has_evidence(process, "procfs.exe", "/tmp/evil/sleep"),
+        "{process:?}"
+    );
+    // The baseline: the entrypoint `sleep 3600`, traced inside the container's root.
+    assert!(
+        has_evidence(process, "entrytrace.terminals", "sleep"),
+        "{process:?}"
+    );
+    let filesystem = entry
+        .drift
+        .iter()
+        .find(|f| f.kind == DriftKind::Filesystem)
+        .unwrap();
+    assert!(
+        has_evidence(filesystem, "fs.mtime", "")
+            || has_evidence(filesystem, "overlay.upperdir", "/tmp/evil/sleep"),
+        "{filesystem:?}"
+    );
+    // The main process itself (busybox running `sleep`, as traced) is no drift.
+    assert!(
+        !entry.drift.iter().any(|f| f
+            .evidence
+            .iter()
+            .any(|e| e.signal == "procfs.pid" && e.value == pid.to_string())),
+        "{:?}",
+        entry.drift
+    );
+
+    // ... and filed as a Warning Event on the Pod.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let event = wait_for(
+        "a Drift Event on the Pod",
+        Duration::from_secs(30),
+        || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("Drift")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                            == Some(pod_name.as_str())
+                        && e.note
+                            .as_deref()
+                            .is_some_and(|n| n.contains("process drift"))
+                })
+        },
+    )
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        event.reporting_controller.as_deref(),
+        Some("zastava-observer")
+    );
+    assert!(event.note.unwrap().contains("/tmp/evil/sleep"));
+
+    // The counters of what happened.
+    let url = env("ZASTAVA_OBSERVER_URL");
+    let (status, _) = http_get(&format!("{url}/readyz"))
+        .await
+        .expect("observer probes");
+    assert_eq!(status, 200);
+    let (_, metrics) = http_get(&format!("{url}/metrics")).await.unwrap();
+    for series in [
+        "zastava_runtime_events_total{kind=\"CONTAINER_START\"}",
+        "zastava_runtime_events_total{kind=\"DRIFT\"}",
+        "zastava_proc_maps_samples_total{result=\"ok\"}",
+    ] {
+        assert!(
+            metric(&metrics, series).is_some_and(|v| v >= 1.0),
+            "{series} in\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("zastava_hash_bytes_total"));
+
+    // The container stops: this node's entry goes within seconds.
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "sleeper",
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "spec": { "replicas": 0 },
+        })),
+    )
+    .await
+    .unwrap();
+    let postures: Api<RuntimePosture> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "this node's entry to be removed after the container stopped",
+        Duration::from_secs(60),
+        || async {
+            let p = postures.get_opt("deployment-sleeper").await.ok()??;
+            let nodes = p.status.map(|s| s.nodes).unwrap_or_default();
+            nodes
+                .iter()
+                .all(|n| n.node != env("ZASTAVA_NODE"))
+                .then_some(())
+        },
+    )
+    .await;
+
+    delete_namespace(&client, &ns).await;
+}
+
+/// A policy governing the namespace picks the drift kinds and the allowed listening ports:
+/// here only network drift, port 8080 allowed, so the listener on 4444 is drift and nothing
+/// else is reported.
+#[tokio::test]
+async fn policy_runtime_rules() {
+    let client = client().await;
+    let ns = unique("e2e-obs-net");
+    let policy = unique("e2e-obs-net");
+    create_namespace(&client, &ns, json!({})).await;
+    apply_policy(
+        &client,
+        &policy,
+        json!({
+            "mode": "Audit",
+            "namespaces": [ns],
+            "runtime": {
+                "drift": { "process": false, "library": false, "filesystem": false, "network": true },
+                "allowedListeningPorts": [8080],
+            },
+        }),
+    )
+    .await;
+    // busybox httpd: one in the background on 8080, one in the foreground on 4444.
+    deploy(
+        &client,
+        &ns,
+        "web",
+        &["sh", "-c", "httpd -p 8080 && exec httpd -f -p 4444"],
+    )
+    .await;
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-web",
+        "network drift on tcp/4444",
+        Duration::from_secs(120),
+        |e| e.drift.iter().any(|f| f.subject == "tcp/4444"),
+    )
+    .await;
+    let kinds: Vec<DriftKind> = entry.drift.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [DriftKind::Network], "{:?}", entry.drift);
+    assert!(has_evidence(
+        &entry.drift[0],
+        "policy.allowedListeningPorts",
+        "8080"
+    ));
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
