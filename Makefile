@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E := tests/e2e
 
-.PHONY: help demo demo-down test lint unit e2e crds build cluster-up cluster-down bench-webhook
+.PHONY: help demo demo-down test lint unit e2e crds build cluster-up cluster-down bench-webhook bench-observer
 
 help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
@@ -13,6 +13,7 @@ help:
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
+	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS"
 
 demo:
 	bash $(E2E)/demo.sh
@@ -46,6 +47,9 @@ cluster-down:
 
 bench-webhook:
 	bash $(E2E)/bench-webhook.sh
+
+bench-observer:
+	bash $(E2E)/bench-observer.sh
 
 # rustfmt and clippy ship with the toolchain but are separate rustup components.
 .PHONY: rust-toolchain
