@@ -11,10 +11,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,6 +22,7 @@ use zastava_crds::posture::{
     DriftFinding, DriftKind, Evidence, NodeObservation, ObservedContainer,
 };
 use zastava_crds::RuntimePosture;
+use zastava_shell::events::{truncate, EventPublisher, MAX_NOTE_BYTES};
 
 use crate::daemon::workload::Workload;
 use crate::entrytrace::TraceStep;
@@ -33,8 +33,6 @@ use crate::sample::ProcessSample;
 pub const FIELD_MANAGER: &str = "zastava-observer";
 /// `apiVersion` of the Zastava resources.
 const API_VERSION: &str = "zastava.stellaops.io/v1alpha1";
-/// Kubernetes caps an Event's note at 1 kB.
-const MAX_NOTE_BYTES: usize = 1024;
 
 /// The field manager of this node's entry of `status.nodes`.
 pub fn status_field_manager(node: &str) -> String {
@@ -219,17 +217,6 @@ pub fn drift_note(finding: &DriftFinding) -> String {
         note.push_str(&format!("; evidence: {}", evidence.join(", ")));
     }
     truncate(&note, MAX_NOTE_BYTES)
-}
-
-fn truncate(text: &str, limit: usize) -> String {
-    if text.len() <= limit {
-        return text.to_string();
-    }
-    let mut cut = limit - '…'.len_utf8();
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,11 +414,13 @@ impl RuntimeEvent {
 pub struct Reporter {
     client: Client,
     node: String,
+    events: EventPublisher,
 }
 
 impl Reporter {
     pub fn new(client: Client, node: &str) -> Self {
         Reporter {
+            events: EventPublisher::new(client.clone(), FIELD_MANAGER, status_field_manager(node)),
             client,
             node: node.to_string(),
         }
@@ -513,32 +502,17 @@ impl Reporter {
         pod_uid: &str,
         finding: &DriftFinding,
     ) -> Result<(), kube::Error> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        let now = Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                // As client-go names them; `generateName` is invalid before Kubernetes 1.22.
-                name: Some(format!("{}.{:x}", finding.pod, now.as_nanosecond())),
-                ..Default::default()
-            },
-            event_time: Some(MicroTime(now)),
-            type_: Some("Warning".to_string()),
-            reason: Some("Drift".to_string()),
-            action: Some("Observed".to_string()),
-            note: Some(drift_note(finding)),
-            reporting_controller: Some(FIELD_MANAGER.to_string()),
-            reporting_instance: Some(status_field_manager(&self.node)),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".to_string()),
-                kind: Some("Pod".to_string()),
-                name: Some(finding.pod.clone()),
-                namespace: Some(namespace.to_string()),
-                uid: Some(pod_uid.to_string()),
-                ..Default::default()
-            }),
+        let pod = ObjectReference {
+            api_version: Some("v1".to_string()),
+            kind: Some("Pod".to_string()),
+            name: Some(finding.pod.clone()),
+            namespace: Some(namespace.to_string()),
+            uid: Some(pod_uid.to_string()),
             ..Default::default()
         };
-        api.create(&PostParams::default(), &event).await.map(|_| ())
+        self.events
+            .publish(pod, true, "Drift", "Observed", &drift_note(finding))
+            .await
     }
 }
 

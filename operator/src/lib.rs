@@ -1,7 +1,6 @@
 //! zastava-operator: reconciles `ZastavaPolicy` objects, one active replica at a time.
 
 mod error;
-pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod posture;
@@ -200,7 +199,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        zastava_shell::shutdown_signal().await;
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
@@ -338,22 +337,6 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<
         Err(e) => {
             tracing::error!(error = %e, "probe server task failed");
             Ok(())
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the operator");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -121,11 +121,7 @@ impl Metrics {
 
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&self.registry.gather(), &mut out)
-            .expect("text encoding into a String cannot fail");
-        out
+        zastava_shell::render(&self.registry)
     }
 }
 

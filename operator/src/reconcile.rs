@@ -15,10 +15,10 @@ use serde_json::json;
 use zastava_crds::conditions;
 use zastava_crds::{ZastavaPolicy, ZastavaPolicyStatus};
 
-use crate::events::EventPublisher;
 use crate::status::{policy_conditions, transition_event};
 use crate::validate::{assess, referenced_secrets, SecretData};
 use crate::{Error, Metrics, FIELD_MANAGER};
+use zastava_shell::events::EventPublisher;
 
 /// How often an accepted policy is looked at again, so a deleted or edited key Secret shows.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -37,7 +37,7 @@ pub struct Context {
 impl Context {
     pub fn new(client: Client, namespace: String, identity: String, metrics: Metrics) -> Self {
         Self {
-            events: EventPublisher::new(client.clone(), identity),
+            events: EventPublisher::new(client.clone(), FIELD_MANAGER, identity),
             client,
             namespace,
             metrics,

@@ -125,7 +125,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     let client = Client::try_default().await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        zastava_shell::shutdown_signal().await;
         tracing::info!("shutdown requested; draining");
         let _ = stop_tx.send(true);
     });
@@ -306,20 +306,4 @@ fn load_tls_secret(secret: &Secret) -> Result<rustls::sign::CertifiedKey, TlsErr
             .ok_or(TlsError::MissingEntry(key))
     };
     certified_key(entry("tls.crt")?, entry("tls.key")?)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the webhook");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

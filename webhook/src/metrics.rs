@@ -132,11 +132,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&self.registry.gather(), &mut out)
-            .expect("text encoding into a String cannot fail");
-        out
+        zastava_shell::render(&self.registry)
     }
 }
 

@@ -31,7 +31,6 @@ use time::{Duration, OffsetDateTime};
 use tokio::time::Instant;
 use zastava_crds::ZastavaPolicy;
 
-use crate::events::EventPublisher;
 use crate::webhook_config::{self, CaSource, Settings};
 use crate::{Error, Metrics, FIELD_MANAGER};
 use csr::CSR_LABEL;
@@ -40,6 +39,7 @@ use rotation::{
     ca_renewal, expiry, next_check, previous_ca_retires_at, renewal_time, serving_renewal,
     wait_for_publication, CaRenewal, Observed, RenewReason, Renewal, ServingCert,
 };
+use zastava_shell::events::EventPublisher;
 
 /// Field manager of the TLS Secrets and CertificateSigningRequests.
 pub const TLS_FIELD_MANAGER: &str = "zastava-operator-tls";
@@ -101,7 +101,7 @@ impl Context {
         metrics: Metrics,
     ) -> Self {
         Self {
-            events: EventPublisher::new(client.clone(), identity),
+            events: EventPublisher::new(client.clone(), FIELD_MANAGER, identity),
             client,
             namespace,
             webhook,

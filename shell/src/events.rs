@@ -1,4 +1,4 @@
-//! Kubernetes Events (events.k8s.io/v1) about the objects the operator reconciles.
+//! Kubernetes Events (events.k8s.io/v1) about the objects Zastava reconciles and observes.
 //!
 //! kube-runtime's `Recorder` files Events about cluster-scoped objects under `default`, which
 //! Kubernetes before 1.22 rejects ("involvedObject.namespace: does not match event.namespace"):
@@ -11,8 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use crate::FIELD_MANAGER;
-
 /// Where an Event about `regarding` is filed.
 pub fn event_namespace(regarding: &ObjectReference) -> &str {
     regarding
@@ -22,15 +20,22 @@ pub fn event_namespace(regarding: &ObjectReference) -> &str {
         .unwrap_or("kube-system")
 }
 
+/// Files Events as one reporting controller (the component) and instance (the replica or
+/// node).
 #[derive(Clone)]
 pub struct EventPublisher {
     client: Client,
+    controller: String,
     instance: String,
 }
 
 impl EventPublisher {
-    pub fn new(client: Client, instance: String) -> Self {
-        Self { client, instance }
+    pub fn new(client: Client, controller: &str, instance: String) -> Self {
+        Self {
+            client,
+            controller: controller.to_string(),
+            instance,
+        }
     }
 
     pub async fn publish(
@@ -57,9 +62,8 @@ impl EventPublisher {
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             reason: Some(reason.to_string()),
             action: Some(action.to_string()),
-            // The API caps the note at 1 kB.
-            note: Some(truncate(note, 1024)),
-            reporting_controller: Some(FIELD_MANAGER.to_string()),
+            note: Some(truncate(note, MAX_NOTE_BYTES)),
+            reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
             regarding: Some(regarding),
             ..Default::default()
@@ -68,7 +72,11 @@ impl EventPublisher {
     }
 }
 
-fn truncate(text: &str, limit: usize) -> String {
+/// The API caps an Event's note at 1 kB.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// `text` cut to at most `limit` bytes on a character boundary, marked with `…` when cut.
+pub fn truncate(text: &str, limit: usize) -> String {
     if text.len() <= limit {
         return text.to_string();
     }
