@@ -113,5 +113,8 @@ zastava_stop_webhook() { zastava_stop zastava-webhook "$ZASTAVA_WEBHOOK_PID"; }
 # stopped, its configuration would refuse every governed pod.
 zastava_remove_webhook_configuration() {
   kubectl delete validatingwebhookconfiguration zastava-webhook --ignore-not-found >/dev/null
-  kubectl get zastavapolicies -o name 2>/dev/null | grep '/e2e-' | xargs -r kubectl delete >/dev/null
+  local leftovers
+  leftovers=$(kubectl get zastavapolicies -o name 2>/dev/null | grep '/e2e-' || true)
+  # shellcheck disable=SC2086 # one argument per object name
+  [[ -z $leftovers ]] || kubectl delete $leftovers >/dev/null
 }
