@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::policies::PolicySet;
-use zastava_webhook::server::{admission_router, serve_tls, App};
+use zastava_webhook::server::{admission_router, serve_tls, App, MAX_BODY_BYTES};
 use zastava_webhook::tls::{certified_key, CertStore};
 use zastava_webhook::ServeConfig;
 
@@ -182,18 +182,23 @@ async fn bench() {
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 
     let fixed = app.handle(&body).await.1;
-    let ceiling = Router::new().route(
-        "/validate",
-        post(move || {
-            let fixed = fixed.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    fixed,
-                )
-            }
-        }),
-    );
+    // The ceiling receives the request as the webhook does (the body read under the same
+    // limit) and answers without deciding.
+    let ceiling = Router::new()
+        .route(
+            "/validate",
+            post(move |body: axum::body::Bytes| {
+                let fixed = fixed.clone();
+                async move {
+                    assert!(!body.is_empty());
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        fixed,
+                    )
+                }
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     let client = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .pool_max_idle_per_host(CONCURRENCY)

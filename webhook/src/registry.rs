@@ -186,6 +186,9 @@ pub struct Registry {
     insecure: Vec<String>,
     timeout: Duration,
     clients: Mutex<HashMap<(String, u64), Arc<Client>>>,
+    /// Registries that answered `GET /v2/` without asking for credentials.
+    open: Mutex<HashMap<String, bool>>,
+    http: reqwest::Client,
     metrics: Metrics,
 }
 
@@ -196,7 +199,63 @@ impl Registry {
             insecure,
             timeout,
             clients: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
             metrics,
+        }
+    }
+
+    /// The credentials to present to `registry`. oci-client asks `GET /v2/` for a challenge
+    /// before every anonymous call it has no token for, and a registry that needs no
+    /// credentials never gives one, so every call there costs two round trips. Such a
+    /// registry, asked once here, is spoken to with an empty bearer token instead, which
+    /// oci-client sends without asking and the registry ignores. Registries that challenge
+    /// (every public one) keep the anonymous token flow, whose tokens oci-client caches.
+    async fn effective_auth(&self, registry: &str, auth: &RegistryAuth) -> RegistryAuth {
+        if *auth != RegistryAuth::Anonymous {
+            return auth.clone();
+        }
+        let known = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(registry)
+            .copied();
+        let open = match known {
+            Some(open) => open,
+            None => {
+                let scheme = if self.insecure.iter().any(|r| r == registry) {
+                    "http"
+                } else {
+                    "https"
+                };
+                let host = if registry == "docker.io" {
+                    "index.docker.io"
+                } else {
+                    registry
+                };
+                let open = match self.http.get(format!("{scheme}://{host}/v2/")).send().await {
+                    Ok(r) => {
+                        r.status().is_success()
+                            && !r.headers().contains_key(reqwest::header::WWW_AUTHENTICATE)
+                    }
+                    // Unreachable now: decide next time; the call itself will report it.
+                    Err(_) => return auth.clone(),
+                };
+                self.open
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(registry.to_string(), open);
+                open
+            }
+        };
+        if open {
+            RegistryAuth::Bearer(String::new())
+        } else {
+            auth.clone()
         }
     }
 
@@ -230,6 +289,7 @@ impl Registry {
             image.repository.clone(),
             image.tag.clone().unwrap_or_else(|| "latest".to_string()),
         );
+        let auth = &self.effective_auth(&image.registry, auth).await;
         let client = self.client(&image.registry, auth);
         self.timed("resolve", &image.registry, async {
             client.fetch_manifest_digest(&reference, auth).await
@@ -257,6 +317,7 @@ impl Registry {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<RegistryFacts, Unavailable> {
+        let auth = &self.effective_auth(registry, auth).await;
         let client = self.client(registry, auth);
         let at = |tag_or_digest: String| {
             if tag_or_digest.starts_with("sha256:") {
