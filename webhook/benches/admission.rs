@@ -226,6 +226,19 @@ async fn bench() {
         server_side.push(t.elapsed());
     }
     server_side.sort();
+    // The same with CONCURRENCY tasks on the runtime's threads: decisions/s without transport.
+    let started = Instant::now();
+    let deciders = (0..CONCURRENCY).map(|_| {
+        let (app, body) = (app.clone(), body.clone());
+        tokio::spawn(async move {
+            for _ in 0..WARM_REQUESTS / CONCURRENCY {
+                let _ = app.handle(&body).await;
+            }
+        })
+    });
+    futures::future::join_all(deciders).await;
+    let decisions_per_second =
+        (WARM_REQUESTS / CONCURRENCY * CONCURRENCY) as f64 / started.elapsed().as_secs_f64();
 
     // Cold: every decision goes to the registry.
     let mut cold = Vec::with_capacity(COLD_REQUESTS);
@@ -286,6 +299,9 @@ async fn bench() {
         "server-side decision, warm cache: p50 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)",
         ms(percentile(&server_side, 0.50)),
         ms(percentile(&server_side, 0.99))
+    );
+    println!(
+        "decisions without transport, {CONCURRENCY} concurrent tasks: {decisions_per_second:.0}/s"
     );
     println!(
         "cold path (resolve + signature + referrers against the local registry, {COLD_REQUESTS} decisions): p50 {:.3} ms, p95 {:.3} ms (target p95 < 20 ms)",
