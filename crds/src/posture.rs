@@ -167,6 +167,18 @@ pub enum DriftKind {
     Network,
 }
 
+impl DriftKind {
+    /// The kind as it is serialized, for messages and notes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::Process => "process",
+            DriftKind::Library => "library",
+            DriftKind::Filesystem => "filesystem",
+            DriftKind::Network => "network",
+        }
+    }
+}
+
 /// One observed signal behind a finding, e.g. `{signal: "procfs.maps", value: "/tmp/x.so"}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Evidence {

@@ -188,15 +188,6 @@ pub fn removal_patch(posture: &RuntimePosture, node: &str) -> Option<Value> {
     }))
 }
 
-fn kind_name(kind: DriftKind) -> &'static str {
-    match kind {
-        DriftKind::Process => "process",
-        DriftKind::Library => "library",
-        DriftKind::Filesystem => "filesystem",
-        DriftKind::Network => "network",
-    }
-}
-
 /// The note of a drift Event: what drifted, in which container, and the evidence.
 pub fn drift_note(finding: &DriftFinding) -> String {
     let evidence: Vec<String> = finding
@@ -206,7 +197,7 @@ pub fn drift_note(finding: &DriftFinding) -> String {
         .collect();
     let mut note = format!(
         "{} drift in container {}: {}",
-        kind_name(finding.kind),
+        finding.kind.as_str(),
         finding.container,
         finding.subject
     );

@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use zastava_crds::conditions::{settle, DesiredCondition};
-use zastava_crds::posture::{DriftKind, RuntimePostureStatus, Verdict};
+use zastava_crds::posture::{RuntimePostureStatus, Verdict};
 use zastava_crds::RuntimePosture;
 
 use crate::reconcile::Context;
@@ -94,7 +94,7 @@ pub fn summarize(status: &RuntimePostureStatus, live_nodes: &BTreeSet<String>) -
             .map(|d| {
                 format!(
                     "{} {} in {}/{}",
-                    kind_name(d.kind),
+                    d.kind.as_str(),
                     d.subject,
                     d.pod,
                     d.container
@@ -143,15 +143,6 @@ pub fn summarize(status: &RuntimePostureStatus, live_nodes: &BTreeSet<String>) -
         drift_findings: drift.len() as u32,
         conditions: vec![ready, drifted, compliant],
         stale_nodes,
-    }
-}
-
-fn kind_name(kind: DriftKind) -> &'static str {
-    match kind {
-        DriftKind::Process => "process",
-        DriftKind::Library => "library",
-        DriftKind::Filesystem => "filesystem",
-        DriftKind::Network => "network",
     }
 }
 
@@ -250,7 +241,7 @@ pub async fn run_posture_controller(
 mod tests {
     use super::*;
     use zastava_crds::posture::{
-        DriftFinding, Evidence, ImagePosture, NodeObservation, ObservedContainer,
+        DriftFinding, DriftKind, Evidence, ImagePosture, NodeObservation, ObservedContainer,
     };
 
     fn container(pod: &str) -> ObservedContainer {

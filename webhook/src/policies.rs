@@ -46,10 +46,7 @@ pub fn drifted_digests(postures: &[Arc<RuntimePosture>]) -> DriftedDigests {
                             finding.pod,
                             finding.container,
                             node.node,
-                            serde_json::to_value(finding.kind)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default(),
+                            finding.kind.as_str(),
                             finding.subject
                         )
                     });
