@@ -408,6 +408,18 @@ mod tests {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
+        // `spawn` returns after fork; until the child has exec'd, its maps and command
+        // line are still those of this test binary (or empty), so wait for the exec.
+        let exec_deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read(format!("/proc/{}/cmdline", child.id()))
+            .map_or(true, |line| !line.starts_with(b"sleep\0"))
+        {
+            assert!(
+                std::time::Instant::now() < exec_deadline,
+                "sleep never exec'd"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let pid = std::process::id();
         let upper = TempDir::new("upper");
         fs::create_dir_all(upper.join("tmp")).unwrap();
