@@ -125,6 +125,80 @@ pub struct NodeObservation {
     pub containers: Vec<ObservedContainer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftFinding>,
+    /// What the containers' main processes run, read from `/proc`: one entry per container
+    /// name and image digest (the replicas of a workload on one node run the same files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessPosture>,
+}
+
+/// The main process of one container: its executable, the libraries it maps and the trace of
+/// the entrypoint it was started with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessPosture {
+    /// The pod and container it was sampled in.
+    pub pod: String,
+    pub container: String,
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<ObservedFile>,
+    /// The entrypoint and command followed through scripts, wrappers and interpreters inside
+    /// the image (never executed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_trace: Vec<EntryTraceStep>,
+    /// The program(s) the entry trace ends in: the baseline of process drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terminals: Vec<String>,
+    /// Mapped shared objects, in address order; at most the observer's status cap (the full
+    /// list goes to the runtime events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded_libs: Vec<LoadedLibrary>,
+    /// How many shared objects the process maps, when more than `loadedLibs` lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_libs_total: Option<u32>,
+    /// The process went away (or a cap was reached) while it was sampled: what is listed is
+    /// what was read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+/// A file as the process sees it, inside the container's root.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedFile {
+    pub path: String,
+    /// Absent when a hashing cap was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The ELF GNU build-id (`NT_GNU_BUILD_ID`), lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+}
+
+/// `loadedLibs[{path,inode,sha256}]` of the runtime event contract, plus the build-id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedLibrary {
+    pub path: String,
+    pub inode: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+}
+
+/// `entryTrace[{file,line,op,target}]` of the runtime event contract.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub struct EntryTraceStep {
+    /// The script the step was read from, or `argv` for the container's own command.
+    pub file: String,
+    pub line: u32,
+    /// `exec`, `path-lookup`, `shebang`, `wrapper`, `interpreter`, `source`, ...
+    pub op: String,
+    pub target: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

@@ -30,6 +30,7 @@ use zastava_crds::posture::ObservedContainer;
 use zastava_observer::daemon::observe::{self, Collect, ProcessTable};
 use zastava_observer::drift::{self, Baseline, ContainerRef};
 use zastava_observer::entrytrace;
+use zastava_observer::entrytrace::EntryTrace;
 use zastava_observer::hashing::{self, HashCache, Limits};
 use zastava_observer::report::{self, ContainerReport, EventKind, EventRuntime, EventWorkload};
 use zastava_observer::sample::{self, ProcessSample, SampleOptions, DEFAULT_MAX_DEPTH};
@@ -590,7 +591,7 @@ fn rss_child(pids: &str) {
                     owner: None,
                 },
             )
-            .with_sample(&s);
+            .with_sample(&s, &EntryTrace::default());
             std::hint::black_box(event.to_json());
             Tracked {
                 pid,

@@ -88,6 +88,9 @@ pub struct EntryTrace {
     /// it `exec`s in the end, supervisors that stay as its parent (`tini`, `dumb-init`, a shell
     /// waiting for its last command, `run-parts`), and commands started in the background.
     pub terminals: Vec<String>,
+    /// The deepest level followed (programs, scripts, sourced files and function calls):
+    /// 0 for an entrypoint that is the program itself.
+    pub depth: usize,
     /// True when `max_depth` or another cap cut the trace short (see `warnings`).
     pub truncated: bool,
     /// What could not be followed and why (unreadable file, unresolvable word, ...).
@@ -2692,6 +2695,7 @@ impl<'r> Tracer<'r> {
             ));
             return true;
         }
+        self.out.depth = self.out.depth.max(depth);
         false
     }
 
@@ -4970,6 +4974,35 @@ echo done &
             "{:?}",
             t.warnings
         );
+    }
+
+    #[test]
+    fn depth_counts_the_levels_followed() {
+        let root = TempDir::new("entrytrace-depth");
+        write(root.path(), "/bin/app", ELF, 0o755);
+        write(root.path(), "/bin/sh", ELF, 0o755);
+        write(
+            root.path(),
+            "/inner.sh",
+            "#!/bin/sh\nexec /bin/app\n",
+            0o755,
+        );
+        write(
+            root.path(),
+            "/outer.sh",
+            "#!/bin/sh\nexec /inner.sh\n",
+            0o755,
+        );
+        let direct = trace(root.path(), &argv(&["/bin/app"]), None, 8);
+        assert_eq!(direct.depth, 0);
+        let one = trace(root.path(), &argv(&["/inner.sh"]), None, 8);
+        let two = trace(root.path(), &argv(&["/outer.sh"]), None, 8);
+        assert_eq!(one.terminals, ["/bin/app"]);
+        assert_eq!(two.terminals, ["/bin/app"]);
+        assert!(one.depth > 0, "{one:?}");
+        assert!(two.depth > one.depth, "{one:?} {two:?}");
+        let capped = trace(root.path(), &argv(&["/outer.sh"]), None, one.depth);
+        assert!(capped.truncated && capped.depth <= one.depth, "{capped:?}");
     }
 
     #[test]

@@ -19,13 +19,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use zastava_crds::contracts::canonical_digest;
 use zastava_crds::posture::{
-    DriftFinding, DriftKind, Evidence, NodeObservation, ObservedContainer,
+    DriftFinding, DriftKind, EntryTraceStep, Evidence, LoadedLibrary, NodeObservation,
+    ObservedContainer, ObservedFile, ProcessPosture,
 };
 use zastava_crds::RuntimePosture;
 use zastava_shell::events::{truncate, EventPublisher, MAX_NOTE_BYTES};
 
 use crate::daemon::workload::Workload;
-use crate::entrytrace::TraceStep;
+use crate::entrytrace::{EntryTrace, TraceStep};
 use crate::sample::ProcessSample;
 
 /// The field manager of the posture objects the observers create (the same on every node:
@@ -57,6 +58,60 @@ pub fn time_from_nanos(nanos: i64) -> Option<Time> {
 pub struct ContainerReport {
     pub observed: ObservedContainer,
     pub drift: Vec<DriftFinding>,
+    /// The latest sample of its main process, when one succeeded.
+    pub process: Option<ProcessPosture>,
+}
+
+/// What a sample of a container's main process and the trace of its entrypoint say, for the
+/// status: at most `max_libs` libraries (their total is given when there are more: a posture
+/// is one object, and the API server caps objects at about 1.5 MB).
+pub fn process_posture(
+    observed: &ObservedContainer,
+    sample: &ProcessSample,
+    trace: &EntryTrace,
+    max_libs: usize,
+) -> ProcessPosture {
+    let libs = &sample.loaded_libs;
+    ProcessPosture {
+        pod: observed.pod.clone(),
+        container: observed.container.clone(),
+        container_id: observed.container_id.clone(),
+        image_digest: observed.image_digest.clone(),
+        pid: sample.pid,
+        executable: sample.executable.as_ref().map(|e| ObservedFile {
+            path: e.path.clone(),
+            sha256: e.sha256.clone(),
+            build_id: e.build_id.clone(),
+        }),
+        entry_trace: trace
+            .steps
+            .iter()
+            .map(|s| EntryTraceStep {
+                file: s.file.clone(),
+                line: s.line,
+                op: s.op.clone(),
+                target: s.target.clone(),
+            })
+            .collect(),
+        terminals: trace.terminals.clone(),
+        loaded_libs: libs
+            .iter()
+            .take(max_libs)
+            .map(|l| LoadedLibrary {
+                path: l.path.clone(),
+                inode: l.inode,
+                sha256: l.sha256.clone(),
+                build_id: l.build_id.clone(),
+            })
+            .collect(),
+        loaded_libs_total: (libs.len() > max_libs).then(|| libs.len() as u32),
+        partial: sample.partial
+            || sample
+                .executable
+                .as_ref()
+                .is_some_and(|e| e.capped.is_some())
+            || libs.iter().any(|l| l.capped.is_some()),
+    }
 }
 
 fn kind_order(kind: DriftKind) -> u8 {
@@ -83,11 +138,30 @@ pub fn node_observation(node: &str, reports: &[ContainerReport]) -> NodeObservat
     });
     let mut drift: Vec<DriftFinding> = reports.iter().flat_map(|r| r.drift.clone()).collect();
     drift.sort_by(|a, b| finding_order(a).cmp(&finding_order(b)));
+    // One process per container name and image digest: the first container (in the order
+    // above) that has a sample stands for its replicas on this node.
+    let mut processes: Vec<ProcessPosture> = Vec::new();
+    for c in &containers {
+        let Some(p) = reports
+            .iter()
+            .find(|r| r.observed.container_id == c.container_id)
+            .and_then(|r| r.process.as_ref())
+        else {
+            continue;
+        };
+        if !processes
+            .iter()
+            .any(|q| q.container == p.container && q.image_digest == p.image_digest)
+        {
+            processes.push(p.clone());
+        }
+    }
     NodeObservation {
         node: node.to_string(),
         observed_at: None,
         containers,
         drift,
+        processes,
     }
 }
 
@@ -341,16 +415,13 @@ impl RuntimeEvent {
         }
     }
 
-    /// Adds what a sample of the main process found.
-    pub fn with_sample(mut self, sample: &ProcessSample) -> Self {
+    /// Adds what a sample of the main process found, and the trace of the entrypoint the
+    /// container was started with.
+    pub fn with_sample(mut self, sample: &ProcessSample, trace: &EntryTrace) -> Self {
         self.process = Some(EventProcess {
             pid: sample.pid,
             entrypoint: sample.entrypoint.clone().unwrap_or_default(),
-            entry_trace: sample
-                .entry_trace
-                .as_ref()
-                .map(|t| t.steps.clone())
-                .unwrap_or_default(),
+            entry_trace: trace.steps.clone(),
             build_id: sample.executable.as_ref().and_then(|e| e.build_id.clone()),
         });
         self.loaded_libs = sample
@@ -563,10 +634,12 @@ mod tests {
                     finding("web-2", DriftKind::Network, "tcp/4444", "1"),
                     finding("web-2", DriftKind::Process, "/tmp/x", "1"),
                 ],
+                process: None,
             },
             ContainerReport {
                 observed: container("web-1", "app", "c1"),
                 drift: vec![finding("web-1", DriftKind::Filesystem, "/tmp/y", "2")],
+                process: None,
             },
         ];
         let obs = node_observation("node1", &reports);
@@ -585,6 +658,105 @@ mod tests {
         assert_eq!(node_observation("node1", &reversed), obs);
     }
 
+    fn sample_of(pid: u32, libs: usize) -> ProcessSample {
+        ProcessSample {
+            pid,
+            executable: Some(crate::sample::Executable {
+                path: "/usr/bin/sleep".into(),
+                sha256: Some("ab".repeat(32)),
+                build_id: Some("0123abcd".into()),
+                deleted: false,
+                capped: None,
+            }),
+            loaded_libs: (0..libs)
+                .map(|i| crate::sample::LoadedLib {
+                    path: format!("/lib/lib{i}.so"),
+                    inode: 100 + i as u64,
+                    sha256: Some(format!("{i:064x}")),
+                    build_id: None,
+                    deleted: false,
+                    capped: None,
+                })
+                .collect(),
+            entrypoint: None,
+            entry_trace: None,
+            hashed_bytes: 0,
+            partial: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn processes_are_listed_once_per_container_and_image_and_capped() {
+        let trace = EntryTrace {
+            steps: vec![TraceStep {
+                file: "argv".into(),
+                line: 0,
+                op: "exec".into(),
+                target: "/usr/bin/sleep".into(),
+            }],
+            terminals: vec!["/usr/bin/sleep".into()],
+            depth: 0,
+            truncated: false,
+            warnings: Vec::new(),
+        };
+        let report = |pod: &str, id: &str, pid: u32, digest: &str| {
+            let mut observed = container(pod, "app", id);
+            observed.image_digest = Some(digest.to_string());
+            let process = process_posture(&observed, &sample_of(pid, 3), &trace, 2);
+            ContainerReport {
+                observed,
+                drift: Vec::new(),
+                process: Some(process),
+            }
+        };
+        let obs = node_observation(
+            "node1",
+            &[
+                report("web-2", "c2", 12, "sha256:1"),
+                report("web-1", "c1", 11, "sha256:1"),
+                report("web-3", "c3", 13, "sha256:2"),
+            ],
+        );
+        let sampled: Vec<(&str, u32)> = obs
+            .processes
+            .iter()
+            .map(|p| (p.pod.as_str(), p.pid))
+            .collect();
+        assert_eq!(
+            sampled,
+            [("web-1", 11), ("web-3", 13)],
+            "replicas share one entry"
+        );
+        let p = &obs.processes[0];
+        assert_eq!(p.container_id, "c1");
+        assert_eq!(p.image_digest.as_deref(), Some("sha256:1"));
+        assert_eq!(
+            p.executable.as_ref().unwrap().build_id.as_deref(),
+            Some("0123abcd")
+        );
+        assert_eq!(p.entry_trace[0].target, "/usr/bin/sleep");
+        assert_eq!(p.terminals, ["/usr/bin/sleep"]);
+        let libs: Vec<(&str, u64)> = p
+            .loaded_libs
+            .iter()
+            .map(|l| (l.path.as_str(), l.inode))
+            .collect();
+        assert_eq!(libs, [("/lib/lib0.so", 100), ("/lib/lib1.so", 101)]);
+        assert_eq!(
+            p.loaded_libs_total,
+            Some(3),
+            "the cap says how many there are"
+        );
+        assert!(!p.partial);
+
+        let uncapped = process_posture(&container("w", "app", "c"), &sample_of(1, 2), &trace, 2);
+        assert_eq!(uncapped.loaded_libs_total, None);
+        let mut partial = sample_of(1, 1);
+        partial.partial = true;
+        assert!(process_posture(&container("w", "app", "c"), &partial, &trace, 2).partial);
+    }
+
     #[test]
     fn only_real_changes_count() {
         let obs = node_observation(
@@ -592,6 +764,7 @@ mod tests {
             &[ContainerReport {
                 observed: container("web-1", "app", "c1"),
                 drift: Vec::new(),
+                process: None,
             }],
         );
         assert!(changed(None, &obs));

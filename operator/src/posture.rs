@@ -277,6 +277,7 @@ mod tests {
                 .map(|i| container(&format!("web-{i}")))
                 .collect(),
             drift: findings.iter().map(|s| drift(s)).collect(),
+            processes: Vec::new(),
         }
     }
 

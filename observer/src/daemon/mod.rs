@@ -31,14 +31,14 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::watch;
-use zastava_crds::posture::{DriftFinding, NodeObservation, ObservedContainer};
+use zastava_crds::posture::{DriftFinding, NodeObservation, ObservedContainer, ProcessPosture};
 use zastava_crds::ZastavaPolicy;
 
 use crate::cri::{
     self, ContainerDetails, CriClient, ImageDetails, RuntimeContainer, RuntimeVersion,
 };
 use crate::drift::{self, Baseline, ContainerRef};
-use crate::entrytrace;
+use crate::entrytrace::{self, EntryTrace};
 use crate::error::{Error, Result};
 use crate::hashing::{HashCache, Limits, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
 use crate::metrics::Metrics;
@@ -90,6 +90,11 @@ pub struct Config {
     /// Shell/wrapper depth of entry traces.
     #[arg(long, env = "ZASTAVA_MAX_DEPTH", default_value_t = DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
+    /// Loaded libraries listed per process in a RuntimePosture's status (the runtime events
+    /// carry them all): keeps a posture of a many-node workload under the API server's
+    /// object size limit.
+    #[arg(long, env = "ZASTAVA_STATUS_MAX_LIBS", default_value_t = 64)]
+    pub status_max_libs: usize,
     /// Log format.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -125,8 +130,11 @@ struct Tracked {
     /// The image as the pod spec names it (the runtime may report another name of the
     /// same image), once the Pod is known.
     spec_image: Option<String>,
-    /// The entry trace's terminals: the programs the container is expected to run.
-    terminals: Vec<String>,
+    /// The trace of the argv the container was started with; its terminals are the programs
+    /// the container is expected to run.
+    trace: EntryTrace,
+    /// The latest sample of the main process, for the status.
+    process: Option<ProcessPosture>,
     workload: Option<Workload>,
     /// Drift found so far (kept while the container runs).
     findings: Vec<DriftFinding>,
@@ -456,7 +464,9 @@ impl Daemon {
         let opts = SampleOptions {
             proc_root: self.config.proc_root.clone(),
             limits: self.config.limits(),
-            entry_trace_depth: Some(self.config.max_depth),
+            // The trace that matters is of the argv the container was started with (below),
+            // not of whatever the process's command line says now.
+            entry_trace_depth: None,
             show_args: false,
         };
         let cache = self.cache.clone();
@@ -471,7 +481,46 @@ impl Daemon {
             path: self.config.proc_root.join(pid.to_string()),
             cause: std::io::Error::other(e),
         })?;
-        let result = match &sampled {
+        self.count_sample(&sampled);
+        if let Err(e) = &sampled {
+            tracing::warn!(error = %e, container_id = %rc.id, pid, "cannot sample the container's main process");
+        }
+        if !trace.warnings.is_empty() {
+            tracing::debug!(container_id = %rc.id, warnings = ?trace.warnings, "entry trace");
+        }
+        let mut tracked = Tracked {
+            rc: rc.clone(),
+            details,
+            image,
+            pid,
+            spec_image: None,
+            trace,
+            process: None,
+            workload: None,
+            findings: self.written_findings(rc),
+        };
+        if let Ok(s) = &sampled {
+            tracked.process = Some(report::process_posture(
+                &tracked.observed(),
+                s,
+                &tracked.trace,
+                self.config.status_max_libs,
+            ));
+        }
+        self.runtime_event(EventKind::ContainerStart, &tracked, |e| match &sampled {
+            Ok(s) => e.with_sample(s, &tracked.trace),
+            Err(_) => e,
+        });
+        tracing::info!(
+            namespace = %rc.namespace, pod = %rc.pod, container = %rc.container,
+            container_id = %rc.id, pid, terminals = ?tracked.trace.terminals, "container started"
+        );
+        self.tracked.insert(rc.id.clone(), tracked);
+        Ok(())
+    }
+
+    fn count_sample(&self, sampled: &Result<sample::ProcessSample>) {
+        let result = match sampled {
             Ok(s) if s.partial => "partial",
             Ok(_) => "ok",
             Err(Error::NoSuchProcess { .. } | Error::ProcessExited { .. }) => "gone",
@@ -481,32 +530,6 @@ impl Daemon {
             .proc_maps_samples
             .with_label_values(&[result])
             .inc();
-        if let Err(e) = &sampled {
-            tracing::warn!(error = %e, container_id = %rc.id, pid, "cannot sample the container's main process");
-        }
-        if !trace.warnings.is_empty() {
-            tracing::debug!(container_id = %rc.id, warnings = ?trace.warnings, "entry trace");
-        }
-        let tracked = Tracked {
-            rc: rc.clone(),
-            details,
-            image,
-            pid,
-            spec_image: None,
-            terminals: trace.terminals,
-            workload: None,
-            findings: self.written_findings(rc),
-        };
-        self.runtime_event(EventKind::ContainerStart, &tracked, |e| match &sampled {
-            Ok(s) => e.with_sample(s),
-            Err(_) => e,
-        });
-        tracing::info!(
-            namespace = %rc.namespace, pod = %rc.pod, container = %rc.container,
-            container_id = %rc.id, pid, terminals = ?tracked.terminals, "container started"
-        );
-        self.tracked.insert(rc.id.clone(), tracked);
-        Ok(())
     }
 
     /// The findings already written for this container (by an earlier run of the observer):
@@ -672,7 +695,7 @@ impl Daemon {
                     container: t.container_ref(),
                     kinds: rules.kinds,
                     baseline: Baseline {
-                        terminals: t.terminals.clone(),
+                        terminals: t.trace.terminals.clone(),
                         allowed_programs: Vec::new(),
                         // No SBOM source yet: library drift stays silent.
                         sbom: None,
@@ -690,6 +713,12 @@ impl Daemon {
         let host_root = self.config.host_root.clone();
         let cache = self.cache.clone();
         let limits = self.config.limits();
+        let sample_opts = SampleOptions {
+            proc_root: proc_root.clone(),
+            limits,
+            entry_trace_depth: None,
+            show_args: false,
+        };
         let detected = tokio::task::spawn_blocking(move || {
             let table = match observe::ProcessTable::scan(&proc_root) {
                 Ok(table) => table,
@@ -712,7 +741,11 @@ impl Daemon {
                         tracing::debug!(container_id = %job.id, warnings = ?found.warnings, "observation");
                     }
                     let findings = drift::detect(&job.container, &job.kinds, &job.baseline, &found.observed);
-                    (job.id, findings)
+                    // The main process again, for the status: a shell that has exec'd its
+                    // program since the container started now shows that program (the hash
+                    // cache makes this cheap).
+                    let resampled = sample::sample(job.pid, &sample_opts, &cache);
+                    (job.id, findings, resampled)
                 })
                 .collect::<Vec<_>>()
         })
@@ -724,10 +757,19 @@ impl Daemon {
 
         let now = report::now();
         let mut events = 0usize;
-        for (id, findings) in detected {
+        for (id, findings, resampled) in detected {
+            self.count_sample(&resampled);
             let Some(t) = self.tracked.get_mut(&id) else {
                 continue;
             };
+            if let Ok(s) = &resampled {
+                t.process = Some(report::process_posture(
+                    &t.observed(),
+                    s,
+                    &t.trace,
+                    self.config.status_max_libs,
+                ));
+            }
             let merged = report::merge_findings(&t.findings, findings, &now);
             t.findings = merged.findings;
             let namespace = t.rc.namespace.clone();
@@ -793,6 +835,7 @@ impl Daemon {
                 .push(ContainerReport {
                     observed: t.observed(),
                     drift: t.findings.clone(),
+                    process: t.process.clone(),
                 });
         }
         let mut keys: Vec<(String, String)> = current.keys().cloned().collect();
