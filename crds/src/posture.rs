@@ -121,6 +121,9 @@ pub struct NodeObservation {
     pub node: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<Time>,
+    /// Where the observer learned which containers run on the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<ObservedContainer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -129,6 +132,20 @@ pub struct NodeObservation {
     /// name and image digest (the replicas of a workload on one node run the same files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ProcessPosture>,
+}
+
+/// Where a node's observer learned which containers run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Inventory {
+    /// The container runtime's CRI socket.
+    #[serde(rename = "CRI")]
+    Cri,
+    /// No CRI socket: the node's Pods from the Kubernetes API, their processes found through
+    /// `/proc/<pid>/cgroup`. Without the runtime there is no image configuration: entry
+    /// traces start from the pod spec's command or the process's command line, and
+    /// filesystem drift does not compare with the image's creation time.
+    #[serde(rename = "KubernetesAPI")]
+    KubernetesApi,
 }
 
 /// The main process of one container: its executable, the libraries it maps and the trace of

@@ -26,7 +26,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zastava_crds::policy::DriftKinds;
-use zastava_crds::posture::ObservedContainer;
+use zastava_crds::posture::{Inventory, ObservedContainer};
 use zastava_observer::daemon::observe::{self, Collect, ProcessTable};
 use zastava_observer::drift::{self, Baseline, ContainerRef};
 use zastava_observer::entrytrace;
@@ -646,9 +646,14 @@ fn rss_child(pids: &str) {
             .map(|t| ContainerReport {
                 observed: t.observed.clone(),
                 drift: t.findings.clone(),
+                process: None,
             })
             .collect();
-        written = Some(report::node_observation("bench-node", &reports));
+        written = Some(report::node_observation(
+            "bench-node",
+            Inventory::Cri,
+            &reports,
+        ));
         round_times.push(t.elapsed());
         rss_rounds.push(status_kb("VmRSS:"));
         finding_count = tracked.iter().map(|t| t.findings.len()).sum();

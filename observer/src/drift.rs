@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use zastava_crds::policy::DriftKinds;
@@ -49,7 +50,7 @@ pub struct Baseline {
     /// ending in `/` (everything below them).
     pub allowed_programs: Vec<String>,
     /// The image's SBOM, when one is attached.
-    pub sbom: Option<SbomIndex>,
+    pub sbom: Option<Arc<SbomIndex>>,
     /// The image's `created` time (Unix seconds), from its config.
     pub image_created: Option<i64>,
     /// The `containerPorts` of all the pod's containers: they share one network namespace,
@@ -154,7 +155,7 @@ pub fn detect(
     if kinds.library {
         findings.extend(library_drift(
             container,
-            baseline.sbom.as_ref(),
+            baseline.sbom.as_deref(),
             &observed.libraries,
         ));
     }
@@ -1301,7 +1302,7 @@ mod tests {
         let baseline = Baseline {
             terminals: strings(&["/app"]),
             allowed_programs: Vec::new(),
-            sbom: Some(parse_cyclonedx(SBOM).unwrap()),
+            sbom: Some(Arc::new(parse_cyclonedx(SBOM).unwrap())),
             image_created: Some(1_700_000_000),
             container_ports: Vec::new(),
             allowed_listening_ports: Vec::new(),

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub api_writes: IntCounterVec,
     /// Failed calls to the container runtime.
     pub cri_errors: IntCounter,
+    /// Lookups of images' CycloneDX SBOMs (library drift) by `result`: `found`, `absent`,
+    /// `invalid`, `error`.
+    pub sbom_fetches: IntCounterVec,
 }
 
 impl Metrics {
@@ -60,6 +63,14 @@ impl Metrics {
             "Failed calls to the container runtime (CRI)",
         )
         .expect("valid metric");
+        let sbom_fetches = IntCounterVec::new(
+            Opts::new(
+                "zastava_observer_sbom_fetches_total",
+                "Lookups of images' CycloneDX SBOMs in their registries by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(runtime_events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(proc_maps_samples.clone()),
@@ -67,6 +78,7 @@ impl Metrics {
             Box::new(containers.clone()),
             Box::new(api_writes.clone()),
             Box::new(cri_errors.clone()),
+            Box::new(sbom_fetches.clone()),
         ] {
             registry
                 .register(collector)
@@ -80,6 +92,7 @@ impl Metrics {
             containers,
             api_writes,
             cri_errors,
+            sbom_fetches,
         }
     }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use zastava_crds::contracts::canonical_digest;
 use zastava_crds::posture::{
-    DriftFinding, DriftKind, EntryTraceStep, Evidence, LoadedLibrary, NodeObservation,
+    DriftFinding, DriftKind, EntryTraceStep, Evidence, Inventory, LoadedLibrary, NodeObservation,
     ObservedContainer, ObservedFile, ProcessPosture,
 };
 use zastava_crds::RuntimePosture;
@@ -104,7 +104,7 @@ pub fn process_posture(
                 build_id: l.build_id.clone(),
             })
             .collect(),
-        loaded_libs_total: (libs.len() > max_libs).then(|| libs.len() as u32),
+        loaded_libs_total: (libs.len() > max_libs).then_some(libs.len() as u32),
         partial: sample.partial
             || sample
                 .executable
@@ -130,7 +130,11 @@ fn finding_order(f: &DriftFinding) -> (&str, &str, u8, &str) {
 /// This node's entry of a posture's `status.nodes` (without `observedAt`, which the writer
 /// sets): containers and findings in a stable order, so the same observation is the same
 /// entry.
-pub fn node_observation(node: &str, reports: &[ContainerReport]) -> NodeObservation {
+pub fn node_observation(
+    node: &str,
+    inventory: Inventory,
+    reports: &[ContainerReport],
+) -> NodeObservation {
     let mut containers: Vec<ObservedContainer> =
         reports.iter().map(|r| r.observed.clone()).collect();
     containers.sort_by(|a, b| {
@@ -159,6 +163,7 @@ pub fn node_observation(node: &str, reports: &[ContainerReport]) -> NodeObservat
     NodeObservation {
         node: node.to_string(),
         observed_at: None,
+        inventory: Some(inventory),
         containers,
         drift,
         processes,
@@ -642,7 +647,7 @@ mod tests {
                 process: None,
             },
         ];
-        let obs = node_observation("node1", &reports);
+        let obs = node_observation("node1", Inventory::Cri, &reports);
         assert_eq!(obs.node, "node1");
         assert_eq!(obs.observed_at, None);
         let ids: Vec<&str> = obs
@@ -655,7 +660,7 @@ mod tests {
         assert_eq!(subjects, ["/tmp/y", "/tmp/x", "tcp/4444"]);
         let mut reversed = reports.clone();
         reversed.reverse();
-        assert_eq!(node_observation("node1", &reversed), obs);
+        assert_eq!(node_observation("node1", Inventory::Cri, &reversed), obs);
     }
 
     fn sample_of(pid: u32, libs: usize) -> ProcessSample {
@@ -712,6 +717,7 @@ mod tests {
         };
         let obs = node_observation(
             "node1",
+            Inventory::Cri,
             &[
                 report("web-2", "c2", 12, "sha256:1"),
                 report("web-1", "c1", 11, "sha256:1"),
@@ -761,6 +767,7 @@ mod tests {
     fn only_real_changes_count() {
         let obs = node_observation(
             "node1",
+            Inventory::Cri,
             &[ContainerReport {
                 observed: container("web-1", "app", "c1"),
                 drift: Vec::new(),
@@ -844,9 +851,12 @@ mod tests {
         );
         assert!(object.get("status").is_none());
 
-        let obs = node_observation("node1", &[]);
+        let obs = node_observation("node1", Inventory::Cri, &[]);
         let patch = status_patch("deployment-web", "team-a", &obs);
-        assert_eq!(patch["status"], json!({"nodes": [{"node": "node1"}]}));
+        assert_eq!(
+            patch["status"],
+            json!({"nodes": [{"node": "node1", "inventory": "CRI"}]})
+        );
         assert_eq!(
             patch["metadata"],
             json!({"name": "deployment-web", "namespace": "team-a"})
@@ -861,8 +871,8 @@ mod tests {
         assert_eq!(removal_patch(&posture, "node1"), None, "no status");
         posture.status = Some(zastava_crds::RuntimePostureStatus {
             nodes: vec![
-                node_observation("node1", &[]),
-                node_observation("node2", &[]),
+                node_observation("node1", Inventory::Cri, &[]),
+                node_observation("node2", Inventory::Cri, &[]),
             ],
             ..Default::default()
         });
@@ -870,7 +880,7 @@ mod tests {
             removal_patch(&posture, "node1"),
             Some(json!({
                 "metadata": {"resourceVersion": "42"},
-                "status": {"nodes": [{"node": "node2"}]},
+                "status": {"nodes": [{"node": "node2", "inventory": "CRI"}]},
             }))
         );
         assert_eq!(removal_patch(&posture, "node3"), None);

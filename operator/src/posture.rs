@@ -273,6 +273,7 @@ mod tests {
         NodeObservation {
             node: name.into(),
             observed_at: None,
+            inventory: None,
             containers: (0..containers)
                 .map(|i| container(&format!("web-{i}")))
                 .collect(),

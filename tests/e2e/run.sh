@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end tests against the real local cluster: brings the cluster up unless it already
 # runs, installs the CRDs, runs the operator, runs `cargo test -p zastava-e2e`, and tears down
-# what it started even when a test fails.
+# what it started even when a test fails. Arguments go to `cargo test` (e.g. `--test observer`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=cluster/lib.sh
@@ -59,4 +59,5 @@ export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
 # Test binaries run one after another; the tests inside one share the cluster in parallel,
 # each in namespaces and objects of its own.
-cargo test -p zastava-e2e --locked --no-fail-fast -- --test-threads=4
+# Arguments select tests while working on them (e.g. `run.sh --test observer`).
+cargo test -p zastava-e2e --locked --no-fail-fast "$@" -- --test-threads=4

@@ -102,6 +102,7 @@ zastava_start_observer() {
   zastava_start zastava-observer "$ZASTAVA_OBSERVER_PID" "$ZASTAVA_OBSERVER_LOG" \
     "http://$ZASTAVA_OBSERVER_ADDR/readyz" \
     ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_HTTP_ADDR="$ZASTAVA_OBSERVER_ADDR" \
+    ZASTAVA_INSECURE_REGISTRIES="$ZASTAVA_REGISTRY" \
     target/debug/zastava-observer run --node "$ZASTAVA_NODE" --cri-socket "$CONTAINERD_SOCK"
 }
 

@@ -51,6 +51,8 @@ const EMPTY_ARTIFACT: &str = "application/vnd.oci.empty.v1+json";
 const MAX_PAYLOAD_BYTES: i64 = 64 * 1024;
 /// Referrers looked at per image: bounds the work an image with thousands of referrers costs.
 const MAX_REFERRERS: usize = 32;
+/// SBOM documents read (CycloneDX JSON of a large image is a few MB).
+pub const MAX_SBOM_BYTES: i64 = 32 * 1024 * 1024;
 
 /// The registry could not answer (unreachable, timeout, 5xx, 429, refused credentials, or
 /// the image is unknown to it). Never cached.
@@ -451,31 +453,9 @@ impl Registry {
         registry: &str,
         at: &(impl Fn(String) -> Reference + Sync),
     ) -> Result<(Vec<SignedPayload>, BTreeSet<String>), Unavailable> {
-        let entries: Vec<(String, Option<String>)> = match self
-            .optional_manifest(client, index_tag, auth, registry)
-            .await?
-        {
-            Some(index) => index["manifests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| {
-                    let digest = m["digest"].as_str()?.to_string();
-                    Some((digest, m["artifactType"].as_str().map(String::from)))
-                })
-                .collect(),
-            None => {
-                client.store_auth_if_needed(registry, auth).await;
-                self.timed("referrers", registry, async {
-                    client.pull_referrers(subject, None).await
-                })
-                .await?
-                .manifests
-                .into_iter()
-                .map(|m| (m.digest, None))
-                .collect()
-            }
-        };
+        let entries = self
+            .referrer_entries(client, subject, index_tag, auth, registry)
+            .await?;
         let mut signatures = Vec::new();
         let mut types = BTreeSet::new();
         for (digest, known_type) in entries.into_iter().take(MAX_REFERRERS) {
@@ -503,6 +483,127 @@ impl Registry {
             }
         }
         Ok((signatures, types))
+    }
+
+    /// The referrers of `subject` as (digest, artifact type when the listing gives it).
+    async fn referrer_entries(
+        &self,
+        client: &Client,
+        subject: &Reference,
+        index_tag: &Reference,
+        auth: &RegistryAuth,
+        registry: &str,
+    ) -> Result<Vec<(String, Option<String>)>, Unavailable> {
+        Ok(
+            match self
+                .optional_manifest(client, index_tag, auth, registry)
+                .await?
+            {
+                Some(index) => index["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| {
+                        let digest = m["digest"].as_str()?.to_string();
+                        Some((digest, m["artifactType"].as_str().map(String::from)))
+                    })
+                    .collect(),
+                None => {
+                    client.store_auth_if_needed(registry, auth).await;
+                    self.timed("referrers", registry, async {
+                        client.pull_referrers(subject, None).await
+                    })
+                    .await?
+                    .manifests
+                    .into_iter()
+                    .map(|m| (m.digest, m.artifact_type))
+                    .collect()
+                }
+            },
+        )
+    }
+
+    /// The CycloneDX JSON SBOM attached to `registry/repository@digest`, if any: a referrer
+    /// of a CycloneDX artifact type (`oras attach`; the referrers API or the `sha256-<hex>`
+    /// tag), else a CycloneDX layer of cosign's `.sbom` tag (`cosign attach sbom`). What the
+    /// node observer compares loaded libraries with. Documents larger than
+    /// [`MAX_SBOM_BYTES`] are refused rather than read.
+    pub async fn cyclonedx_sbom(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> Result<Option<Vec<u8>>, Unavailable> {
+        let auth = &self.effective_auth(registry, auth).await;
+        let client = self.client(registry, auth);
+        let at = |tag_or_digest: String| {
+            if tag_or_digest.starts_with("sha256:") {
+                Reference::with_digest(registry.to_string(), repository.to_string(), tag_or_digest)
+            } else {
+                Reference::with_tag(registry.to_string(), repository.to_string(), tag_or_digest)
+            }
+        };
+        let tag_prefix = digest.replace(':', "-");
+        let entries = self
+            .referrer_entries(
+                &client,
+                &at(digest.to_string()),
+                &at(tag_prefix.clone()),
+                auth,
+                registry,
+            )
+            .await?;
+        for (referrer, known_type) in entries.into_iter().take(MAX_REFERRERS) {
+            if known_type.as_deref().is_some_and(|t| !is_cyclonedx(t)) {
+                continue;
+            }
+            let reference = at(referrer);
+            let manifest = self
+                .manifest(&client, &reference, auth, registry, "referrer")
+                .await?;
+            if !is_cyclonedx(&artifact_type(&manifest)) {
+                continue;
+            }
+            if let Some(layer) = sbom_layer(&manifest, true) {
+                return self
+                    .sbom_blob(&client, &reference, &layer, registry)
+                    .await
+                    .map(Some);
+            }
+        }
+        let cosign = at(format!("{tag_prefix}.sbom"));
+        if let Some(manifest) = self
+            .optional_manifest(&client, &cosign, auth, registry)
+            .await?
+        {
+            if let Some(layer) = sbom_layer(&manifest, false) {
+                return self
+                    .sbom_blob(&client, &cosign, &layer, registry)
+                    .await
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn sbom_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        layer: &OciDescriptor,
+        registry: &str,
+    ) -> Result<Vec<u8>, Unavailable> {
+        if layer.size > MAX_SBOM_BYTES {
+            return Err(Unavailable {
+                registry: registry.to_string(),
+                message: format!(
+                    "the SBOM of {reference} has {} bytes, more than the {MAX_SBOM_BYTES} read",
+                    layer.size
+                ),
+            });
+        }
+        self.blob(client, reference, layer, registry).await
     }
 
     async fn blob(
@@ -600,6 +701,26 @@ fn auth_fingerprint(auth: &RegistryAuth) -> u64 {
     u64::from_be_bytes(hash[..8].try_into().expect("sha256 has 32 bytes"))
 }
 
+/// Whether an artifact or media type is CycloneDX JSON (`application/vnd.cyclonedx+json`,
+/// also with a `;version=` parameter).
+fn is_cyclonedx(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.cyclonedx") && media_type.contains("json")
+}
+
+/// The layer holding the SBOM document of an SBOM manifest: the first CycloneDX layer, or —
+/// for a referrer already typed as CycloneDX (`any_type`) — its only layer whatever its
+/// media type (`oras attach` without `:type` gives it a generic one).
+fn sbom_layer(manifest: &Value, any_type: bool) -> Option<OciDescriptor> {
+    let layers: Vec<OciDescriptor> =
+        serde_json::from_value(manifest["layers"].clone()).unwrap_or_default();
+    let typed = layers.iter().find(|l| is_cyclonedx(&l.media_type)).cloned();
+    match typed {
+        Some(layer) => Some(layer),
+        None if any_type && layers.len() == 1 => layers.into_iter().next(),
+        None => None,
+    }
+}
+
 /// The artifact type of a referrer manifest: `artifactType`, else its config's media type
 /// (how artifacts were typed before OCI 1.1).
 pub fn artifact_type(manifest: &Value) -> String {
@@ -686,6 +807,35 @@ mod tests {
 
     fn key(pem: &str) -> CosignVerificationKey {
         CosignVerificationKey::try_from_pem(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_sbom_layer_of_an_sbom_manifest() {
+        assert!(is_cyclonedx("application/vnd.cyclonedx+json"));
+        assert!(is_cyclonedx("application/vnd.cyclonedx+json;version=1.5"));
+        assert!(!is_cyclonedx("application/vnd.cyclonedx+xml"));
+        assert!(!is_cyclonedx("application/spdx+json"));
+        let layer = |media_type: &str, digest: &str| json!({"mediaType": media_type, "digest": digest, "size": 10});
+        let typed = json!({"layers": [
+            layer("application/spdx+json", "sha256:1"),
+            layer("application/vnd.cyclonedx+json", "sha256:2"),
+        ]});
+        assert_eq!(sbom_layer(&typed, false).unwrap().digest, "sha256:2");
+        // `oras attach --artifact-type application/vnd.cyclonedx+json sbom.json` types the
+        // artifact, not its one layer.
+        let oras = json!({"layers": [layer("application/octet-stream", "sha256:3")]});
+        assert_eq!(sbom_layer(&oras, true).unwrap().digest, "sha256:3");
+        assert!(sbom_layer(&oras, false).is_none());
+        let two = json!({"layers": [
+            layer("application/octet-stream", "sha256:4"),
+            layer("text/plain", "sha256:5"),
+        ]});
+        assert!(
+            sbom_layer(&two, true).is_none(),
+            "which one would be a guess"
+        );
+        assert!(sbom_layer(&json!({"layers": "garbage"}), true).is_none());
+        assert!(sbom_layer(&json!({}), true).is_none());
     }
 
     #[test]

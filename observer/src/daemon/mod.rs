@@ -14,6 +14,7 @@ pub mod http;
 pub mod inventory;
 pub mod observe;
 pub mod rules;
+pub mod sboms;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +32,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::watch;
-use zastava_crds::posture::{DriftFinding, NodeObservation, ObservedContainer, ProcessPosture};
+use zastava_crds::posture::{
+    DriftFinding, Inventory, NodeObservation, ObservedContainer, ProcessPosture,
+};
 use zastava_crds::ZastavaPolicy;
 
 use crate::cri::{
@@ -95,6 +98,13 @@ pub struct Config {
     /// object size limit.
     #[arg(long, env = "ZASTAVA_STATUS_MAX_LIBS", default_value_t = 64)]
     pub status_max_libs: usize,
+    /// Registries (`host:port`) spoken to over plain HTTP when images' SBOMs are fetched,
+    /// comma-separated.
+    #[arg(long, env = "ZASTAVA_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Timeout of each registry call.
+    #[arg(long, env = "ZASTAVA_REGISTRY_TIMEOUT_MS", default_value_t = 5000)]
+    pub registry_timeout_ms: u64,
     /// Log format.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -204,6 +214,7 @@ struct Daemon {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     policies: Store<ZastavaPolicy>,
     cache: Arc<HashCache>,
+    sboms: sboms::Sboms,
     metrics: Metrics,
     tracked: BTreeMap<String, Tracked>,
     /// Image details by image id, while a tracked container uses the image.
@@ -273,6 +284,11 @@ pub async fn run(config: Config) -> Result<()> {
         namespaces,
         policies,
         cache: Arc::new(HashCache::default()),
+        sboms: sboms::Sboms::new(
+            config.insecure_registries.clone(),
+            Duration::from_millis(config.registry_timeout_ms),
+            metrics.clone(),
+        ),
         metrics,
         tracked: BTreeMap::new(),
         images: HashMap::new(),
@@ -393,6 +409,11 @@ impl Daemon {
         }
         self.images
             .retain(|id, _| self.tracked.values().any(|t| &t.details.image_id == id));
+        self.sboms.retain(|digest| {
+            self.tracked
+                .values()
+                .any(|t| t.observed().image_digest.as_deref() == Some(digest))
+        });
         self.resolve_workloads().await;
         let drift_due = self
             .last_drift
@@ -685,6 +706,13 @@ impl Daemon {
                     &labels,
                     &self.config.namespace,
                 );
+                // Fetched (in the background) only for containers whose rules ask for
+                // library drift.
+                let observed = t.observed();
+                let sbom = match (rules.kinds.library, &observed.image_digest) {
+                    (true, Some(digest)) => self.sboms.get(&observed.image_ref, digest),
+                    _ => None,
+                };
                 let container_ports = self
                     .pod(&t.rc)
                     .and_then(|p| p.spec.as_ref().map(rules::container_ports))
@@ -697,8 +725,7 @@ impl Daemon {
                     baseline: Baseline {
                         terminals: t.trace.terminals.clone(),
                         allowed_programs: Vec::new(),
-                        // No SBOM source yet: library drift stays silent.
-                        sbom: None,
+                        sbom,
                         image_created: t.image.created,
                         container_ports,
                         allowed_listening_ports: rules.allowed_listening_ports,
@@ -744,7 +771,10 @@ impl Daemon {
                     // The main process again, for the status: a shell that has exec'd its
                     // program since the container started now shows that program (the hash
                     // cache makes this cheap).
-                    let resampled = sample::sample(job.pid, &sample_opts, &cache);
+                    let resampled = match found.samples.into_iter().find(|s| s.pid == job.pid) {
+                        Some(s) => Ok(s),
+                        None => sample::sample(job.pid, &sample_opts, &cache),
+                    };
                     (job.id, findings, resampled)
                 })
                 .collect::<Vec<_>>()
@@ -846,9 +876,12 @@ impl Daemon {
                 .cloned(),
         );
         for key in keys {
-            let next = current
-                .get(&key)
-                .map(|(w, reports)| (w, report::node_observation(&self.config.node, reports)));
+            let next = current.get(&key).map(|(w, reports)| {
+                (
+                    w,
+                    report::node_observation(&self.config.node, Inventory::Cri, reports),
+                )
+            });
             let written = self.written.entry(key.clone()).or_default();
             if !written.due() {
                 continue;

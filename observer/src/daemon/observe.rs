@@ -15,8 +15,12 @@ use std::path::{Path, PathBuf};
 
 use zastava_crds::policy::DriftKinds;
 
-use crate::drift::{parse_proc_net, ExecutableFile, NetTable, Observed, RunningProcess, Socket};
+use crate::drift::{
+    parse_proc_net, ExecutableFile, MappedLibrary, NetTable, Observed, RunningProcess, Socket,
+};
+use crate::error::Error;
 use crate::hashing::{open_regular, Budget, HashCache, Limits};
+use crate::sample::{self, ProcessSample, SampleOptions};
 
 /// Entries of a writable layer visited per observation.
 const MAX_UPPER_ENTRIES: usize = 10_000;
@@ -85,6 +89,9 @@ pub struct Collect<'a> {
 #[derive(Debug, Default)]
 pub struct Observation {
     pub observed: Observed,
+    /// The samples of the container's processes library drift needed (the main process's
+    /// serves the status too).
+    pub samples: Vec<ProcessSample>,
     /// What could not be read (the observation goes on without it).
     pub warnings: Vec<String>,
 }
@@ -126,6 +133,31 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
             &mut budget,
             &mut out.warnings,
         ));
+    }
+    if kinds.library {
+        let opts = SampleOptions {
+            proc_root: c.proc_root.to_path_buf(),
+            limits: c.limits,
+            entry_trace_depth: None,
+            show_args: false,
+        };
+        for &pid in pids {
+            match sample::sample(pid, &opts, c.cache) {
+                Ok(s) => {
+                    out.observed
+                        .libraries
+                        .extend(s.loaded_libs.iter().map(|l| MappedLibrary {
+                            pid,
+                            path: l.path.clone(),
+                            sha256: l.sha256.clone(),
+                        }));
+                    out.samples.push(s);
+                }
+                // Exited since the process table was read: nothing left to drift.
+                Err(Error::NoSuchProcess { .. } | Error::ProcessExited { .. }) => {}
+                Err(e) => out.warnings.push(format!("libraries of pid {pid}: {e}")),
+            }
+        }
     }
     if kinds.network {
         let inodes: HashSet<u64> = pids
@@ -469,6 +501,20 @@ mod tests {
             .iter()
             .any(|s| s.local.port() == port && s.is_listening()));
         assert!(found.observed.executables.iter().all(|f| f.mtime.is_some()));
+        // The libraries both processes map (sleep is dynamically linked here), hashed.
+        let libc: Vec<_> = found
+            .observed
+            .libraries
+            .iter()
+            .filter(|l| l.path.ends_with("/libc.so.6"))
+            .collect();
+        assert!(
+            libc.iter().any(|l| l.pid == child.id()),
+            "{:?}",
+            found.observed.libraries
+        );
+        assert!(libc.iter().all(|l| l.sha256.is_some()));
+        assert_eq!(found.samples.len(), 2);
 
         assert_eq!(files.len(), 1, "{files:?}");
         assert_eq!(files[0].path, "/tmp/evil");

@@ -46,6 +46,7 @@ NODE_NAME=node1
 APISERVER_URL=https://127.0.0.1:6443
 SANDBOX_IMAGE=zastava.local/pause:$BUSYBOX_IMAGE_TAG
 TEST_IMAGE=$REGISTRY_ADDR/zastava/busybox:$BUSYBOX_IMAGE_TAG
+DYN_IMAGE=$REGISTRY_ADDR/zastava/dynamic:$BUSYBOX_IMAGE_TAG
 
 log() { printf '[zastava-e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

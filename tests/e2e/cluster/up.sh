@@ -84,16 +84,19 @@ kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 node_ready() {
   [[ $(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
-registry_has_test_image() {
+registry_has() { # REF
+  local ref=$1 path=${1#*/}
   curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://$REGISTRY_ADDR/v2/zastava/busybox/manifests/$BUSYBOX_IMAGE_TAG"
+    "http://$REGISTRY_ADDR/v2/${path%:*}/manifests/${ref##*:}"
 }
+registry_has_test_image() { registry_has "$TEST_IMAGE" && registry_has "$DYN_IMAGE"; }
 apiserver_ready() { curl -fsS --cacert "$PKI_DIR/ca.crt" "$APISERVER_URL/readyz"; }
 
 cluster_healthy() {
   local d
   for d in "${DAEMONS[@]}"; do alive "$d" || return 1; done
   [[ -s $ENV_FILE && -s $KUBECONFIG_FILE ]] || return 1
+  grep -q ZASTAVA_DYN_IMAGE_DIGEST "$ENV_FILE" || return 1
   apiserver_ready >/dev/null 2>&1 && node_ready && registry_has_test_image
 }
 
@@ -318,10 +321,15 @@ BUSYBOX=$(dpkg -L busybox-static | grep -E '/bin/busybox$' | head -n1)
 BB_SUM=$(sha256sum "$BUSYBOX" | cut -d' ' -f1)
 BB_CREATED=$(date -u -d "@$(stat -c %Y "$BUSYBOX")" +%Y-%m-%dT%H:%M:%SZ)
 
-# build_image NAME CMD_JSON REF -> prints the layout dir (cached by content)
+# build_image NAME CMD_JSON REF [SRC=DEST...] -> prints the layout dir (cached by content).
+# Each SRC=DEST copies a host file into the image (DEST an absolute path in it).
 build_image() {
-  local name=$1 cmd=$2 ref=$3 key dir
-  key=$(printf '%s\n' "$BB_SUM" "$cmd" "$ref" "layout-v1" | sha256sum | cut -c1-16)
+  local name=$1 cmd=$2 ref=$3 key dir extra
+  shift 3
+  key=$( {
+    printf '%s\n' "$BB_SUM" "$cmd" "$ref" "layout-v1"
+    for extra in "$@"; do printf '%s %s\n' "$extra" "$(sha256sum <"${extra%%=*}")"; done
+  } | sha256sum | cut -c1-16)
   dir=$IMAGES_DIR/$name-$key
   if [[ -s $dir/layout/index.json && -s $dir/image.tar ]]; then
     printf '%s\n' "$dir"
@@ -338,6 +346,9 @@ build_image() {
   mkdir -p "$r/etc" "$r/tmp" "$r/root" "$r/proc" "$r/sys" "$r/dev" "$r/var/run" "$r/home"
   mkdir -p "$r/usr" && ln -s ../bin "$r/usr/bin" && ln -s bin "$r/sbin" && ln -s ../bin "$r/usr/sbin"
   chmod 1777 "$r/tmp"
+  for extra in "$@"; do
+    install -D -m 0755 "${extra%%=*}" "$r/${extra#*=}"
+  done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$r/etc/passwd"
   printf 'root:x:0:\nnobody:x:65534:\n' >"$r/etc/group"
   : >"$r/etc/hostname"
@@ -402,6 +413,16 @@ mkdir -p "$IMAGES_DIR"
 SANDBOX_DIR=$(build_image pause '["/bin/sleep","inf"]' "$SANDBOX_IMAGE")
 TEST_DIR=$(build_image busybox '["/bin/sh"]' "$TEST_IMAGE")
 TEST_DIGEST=$(<"$TEST_DIR/digest")
+# A dynamically linked program with the libraries it loads, for the observer's tests:
+# the machine's coreutils `sleep` at /opt/dyn/bin/sleep, its libraries at their own paths.
+SLEEP=$(command -v sleep)
+DYN_FILES=("$SLEEP=/opt/dyn/bin/sleep")
+while read -r lib; do
+  DYN_FILES+=("$lib=$lib")
+done < <(ldd "$SLEEP" | awk '$1 ~ /^\// { print $1 } $2 == "=>" && $3 ~ /^\// { print $3 }')
+((${#DYN_FILES[@]} > 1)) || die "ldd found no libraries of $SLEEP"
+DYN_DIR=$(build_image dynamic '["/opt/dyn/bin/sleep","inf"]' "$DYN_IMAGE" "${DYN_FILES[@]}")
+DYN_DIGEST=$(<"$DYN_DIR/digest")
 
 # ------------------------------------------------- containerd: sandbox image
 CTR=(ctr --address "$CONTAINERD_SOCK" --namespace k8s.io)
@@ -415,12 +436,15 @@ log "containerd: sandbox image $SANDBOX_IMAGE present"
 
 # --------------------------------------------- registry: push the test image
 wait_for registry 30 "serving on http://$REGISTRY_ADDR/v2/" curl -fsS "http://$REGISTRY_ADDR/v2/"
-if ! registry_has_test_image 2>/dev/null; then
-  "$ORAS_BIN" cp --from-oci-layout "$TEST_DIR/layout:${TEST_IMAGE##*:}" --to-plain-http "$TEST_IMAGE" \
-    >"$LOG_DIR/oras-push.log" 2>&1 || { tail -n 40 "$LOG_DIR/oras-push.log" >&2; die "pushing $TEST_IMAGE failed"; }
-fi
-registry_has_test_image || die "$TEST_IMAGE not in the registry after the push"
-log "registry: $TEST_IMAGE@$TEST_DIGEST"
+push_image() { # LAYOUT_DIR REF
+  registry_has "$2" 2>/dev/null && return 0
+  "$ORAS_BIN" cp --from-oci-layout "$1/layout:${2##*:}" --to-plain-http "$2" \
+    >"$LOG_DIR/oras-push.log" 2>&1 || { tail -n 40 "$LOG_DIR/oras-push.log" >&2; die "pushing $2 failed"; }
+  registry_has "$2" || die "$2 not in the registry after the push"
+}
+push_image "$TEST_DIR" "$TEST_IMAGE"
+push_image "$DYN_DIR" "$DYN_IMAGE"
+log "registry: $TEST_IMAGE@$TEST_DIGEST, $DYN_IMAGE@$DYN_DIGEST"
 
 # -------------------------------------------------------------- apiserver up
 wait_for kube-apiserver 90 "ready on $APISERVER_URL" apiserver_ready
@@ -511,6 +535,8 @@ export KUBECONFIG="$KUBECONFIG_FILE"
 export ZASTAVA_REGISTRY="$REGISTRY_ADDR"
 export ZASTAVA_TEST_IMAGE="$TEST_IMAGE"
 export ZASTAVA_TEST_IMAGE_DIGEST="$TEST_DIGEST"
+export ZASTAVA_DYN_IMAGE="$DYN_IMAGE"
+export ZASTAVA_DYN_IMAGE_DIGEST="$DYN_DIGEST"
 export ZASTAVA_NODE="$NODE_NAME"
 export ZASTAVA_APISERVER="$APISERVER_URL"
 export ZASTAVA_CA_FILE="$PKI_DIR/ca.crt"

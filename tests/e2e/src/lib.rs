@@ -189,20 +189,28 @@ pub struct TestImage {
 }
 
 impl TestImage {
-    /// Copies the test image to `<registry>/e2e/<name>:<tag>` with the real `oras cp`.
+    /// Copies the test image (busybox) to `<registry>/e2e/<name>:<tag>` with the real
+    /// `oras cp`.
     pub fn push(name: &str, tag: &str) -> Self {
+        Self::copy("ZASTAVA_TEST_IMAGE", name, tag)
+    }
+
+    /// Copies the cluster's image `$<source>` (digest in `$<source>_DIGEST`) to
+    /// `<registry>/e2e/<name>:<tag>`; `ZASTAVA_DYN_IMAGE` is busybox plus a dynamically
+    /// linked `/opt/dyn/bin/sleep` and its libraries.
+    pub fn copy(source: &str, name: &str, tag: &str) -> Self {
         let repository = format!("{}/e2e/{name}", env("ZASTAVA_REGISTRY"));
         run_tool(Command::new(env("ORAS")).args([
             "cp",
             "--from-plain-http",
             "--to-plain-http",
-            &env("ZASTAVA_TEST_IMAGE"),
+            &env(source),
             &format!("{repository}:{tag}"),
         ]));
         Self {
             repository,
             tag: tag.to_string(),
-            digest: env("ZASTAVA_TEST_IMAGE_DIGEST"),
+            digest: env(&format!("{source}_DIGEST")),
         }
     }
 
@@ -216,13 +224,16 @@ impl TestImage {
 
     /// Attaches a CycloneDX SBOM as a referrer with the real `oras attach`.
     pub fn attach_sbom(&self) {
+        self.attach_cyclonedx(
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"application","name":"busybox","version":"1.35"}]}"#,
+        );
+    }
+
+    /// Attaches `document` as a CycloneDX SBOM referrer with the real `oras attach`.
+    pub fn attach_cyclonedx(&self, document: &str) {
         let dir = std::env::temp_dir().join(unique("sbom"));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("sbom.json"),
-            r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"application","name":"busybox","version":"1.35"}]}"#,
-        )
-        .unwrap();
+        std::fs::write(dir.join("sbom.json"), document).unwrap();
         run_tool(
             Command::new(env("ORAS"))
                 .args([

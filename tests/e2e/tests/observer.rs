@@ -17,12 +17,23 @@ use zastava_crds::posture::{DriftFinding, DriftKind, NodeObservation};
 use zastava_crds::RuntimePosture;
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
-    kubectl, metric, unique, wait_for, FIELD_MANAGER,
+    kubectl, metric, unique, wait_for, TestImage, FIELD_MANAGER,
 };
 
-/// Creates a one-replica Deployment `name` of the test image running `command`, retrying
-/// while the webhook of the shared cluster restarts ("failed calling webhook").
+/// Creates a one-replica Deployment `name` of the test image running `command`.
 async fn deploy(client: &Client, ns: &str, name: &str, command: &[&str]) -> Deployment {
+    deploy_image(client, ns, name, &env("ZASTAVA_TEST_IMAGE"), command).await
+}
+
+/// Creates a one-replica Deployment `name` of `image` running `command`, retrying while the
+/// webhook of the shared cluster restarts ("failed calling webhook").
+async fn deploy_image(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    command: &[&str],
+) -> Deployment {
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "namespace": ns },
         "spec": {
@@ -34,7 +45,7 @@ async fn deploy(client: &Client, ns: &str, name: &str, command: &[&str]) -> Depl
                     "terminationGracePeriodSeconds": 1,
                     "containers": [{
                         "name": "app",
-                        "image": env("ZASTAVA_TEST_IMAGE"),
+                        "image": image,
                         "command": command,
                     }],
                 },
@@ -379,6 +390,187 @@ async fn policy_runtime_rules() {
         "policy.allowedListeningPorts",
         "8080"
     ));
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// `sha256sum FILE` (coreutils), the reference the observer's hashes are compared with.
+fn sha256sum(path: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sha256sum {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The GNU build-id `readelf -n FILE` (binutils) prints.
+fn readelf_build_id(path: &str) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .args(["-n", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "readelf -n {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+}
+
+/// A dynamically linked program started through `sh -c`: its RuntimePosture shows the entry
+/// trace down to the program, the executable and every library it maps with the sha256 and
+/// build-id the machine's own `sha256sum` and `readelf -n` give for the same files; and with
+/// an SBOM attached to the image that leaves out libc, libc is library drift.
+#[tokio::test]
+async fn loaded_libraries_entry_trace_and_library_drift() {
+    let client = client().await;
+    let ns = unique("e2e-obs-libs");
+    let policy = unique("e2e-obs-libs");
+    create_namespace(&client, &ns, json!({})).await;
+    apply_policy(
+        &client,
+        &policy,
+        json!({
+            "mode": "Audit",
+            "namespaces": [ns],
+            "runtime": {
+                "drift": { "process": false, "library": true, "filesystem": false, "network": false },
+            },
+        }),
+    )
+    .await;
+    let image = TestImage::copy("ZASTAVA_DYN_IMAGE", &ns, "v1");
+    // What the image ships, as an SBOM generator would list it — minus libc.
+    image.attach_cyclonedx(
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[
+            {"type":"file","name":"/opt/dyn/bin/sleep"},
+            {"type":"file","name":"/lib64/ld-linux-x86-64.so.2"},
+            {"type":"application","name":"busybox","version":"1.36"}]}"#,
+    );
+    deploy_image(
+        &client,
+        &ns,
+        "dyn",
+        &image.by_tag(),
+        &["/bin/sh", "-c", "exec /opt/dyn/bin/sleep 3600"],
+    )
+    .await;
+    let pod = running_pod(&client, &ns, "dyn").await;
+    let pod_name = pod.metadata.name.clone().unwrap();
+
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-dyn",
+        "the main process with its libraries",
+        Duration::from_secs(90),
+        |e| {
+            e.processes.iter().any(|p| {
+                p.pod == pod_name
+                    && p.executable
+                        .as_ref()
+                        .is_some_and(|x| x.path == "/opt/dyn/bin/sleep")
+                    && !p.loaded_libs.is_empty()
+            })
+        },
+    )
+    .await;
+    let process = entry.processes.iter().find(|p| p.pod == pod_name).unwrap();
+    assert_eq!(process.container, "app");
+    assert_eq!(process.image_digest.as_deref(), Some(image.digest.as_str()));
+    let root = format!("/proc/{}/root", process.pid);
+
+    // The entry trace: `sh -c` parsed, `exec` of the program, never run.
+    assert_eq!(process.terminals, ["/opt/dyn/bin/sleep"]);
+    assert!(
+        process.entry_trace.iter().any(|s| s.op == "shell-c"),
+        "{:?}",
+        process.entry_trace
+    );
+    assert!(
+        process
+            .entry_trace
+            .iter()
+            .any(|s| s.op == "exec" && s.target == "/opt/dyn/bin/sleep"),
+        "{:?}",
+        process.entry_trace
+    );
+
+    // The executable and each library, against sha256sum and readelf of the same files.
+    let exe = process.executable.as_ref().unwrap();
+    let exe_path = format!("{root}{}", exe.path);
+    assert_eq!(exe.sha256.as_deref(), Some(sha256sum(&exe_path).as_str()));
+    assert_eq!(exe.build_id, readelf_build_id(&exe_path));
+    assert!(exe.build_id.is_some(), "Debian builds carry build-ids");
+    let paths: Vec<&str> = process
+        .loaded_libs
+        .iter()
+        .map(|l| l.path.as_str())
+        .collect();
+    assert!(paths.iter().any(|p| p.ends_with("/libc.so.6")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.contains("ld-linux")), "{paths:?}");
+    for lib in &process.loaded_libs {
+        let file = format!("{root}{}", lib.path);
+        assert_eq!(
+            lib.sha256.as_deref(),
+            Some(sha256sum(&file).as_str()),
+            "{}",
+            lib.path
+        );
+        assert_eq!(lib.build_id, readelf_build_id(&file), "{}", lib.path);
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+        assert_eq!(lib.inode, inode, "{}", lib.path);
+    }
+    assert_eq!(process.loaded_libs_total, None);
+
+    // Library drift: libc is loaded and not in the SBOM; the loader and the program are.
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-dyn",
+        "library drift of libc",
+        Duration::from_secs(60),
+        |e| e.drift.iter().any(|f| f.kind == DriftKind::Library),
+    )
+    .await;
+    let subjects: Vec<&str> = entry.drift.iter().map(|f| f.subject.as_str()).collect();
+    assert!(
+        subjects.len() == 1 && subjects[0].ends_with("/libc.so.6"),
+        "{:?}",
+        entry.drift
+    );
+    let finding = &entry.drift[0];
+    assert!(
+        has_evidence(finding, "procfs.maps", "libc.so.6"),
+        "{finding:?}"
+    );
+    assert!(has_evidence(finding, "sbom.cyclonedx", ""), "{finding:?}");
+
+    let (_, metrics) = http_get(&format!("{}/metrics", env("ZASTAVA_OBSERVER_URL")))
+        .await
+        .unwrap();
+    assert!(
+        metric(
+            &metrics,
+            "zastava_observer_sbom_fetches_total{result=\"found\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
 
     delete_policy(&client, &policy).await;
     delete_namespace(&client, &ns).await;
