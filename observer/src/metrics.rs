@@ -22,6 +22,9 @@ pub struct Metrics {
     /// Lookups of images' CycloneDX SBOMs (library drift) by `result`: `found`, `absent`,
     /// `invalid`, `error`.
     pub sbom_fetches: IntCounterVec,
+    /// 1 while the inventory comes from the Kubernetes API because the CRI socket cannot be
+    /// reached.
+    pub inventory_fallback: IntGauge,
 }
 
 impl Metrics {
@@ -71,6 +74,11 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let inventory_fallback = IntGauge::new(
+            "zastava_observer_inventory_fallback",
+            "1 while containers are inventoried from the Kubernetes API and /proc because the CRI socket cannot be reached",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(runtime_events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(proc_maps_samples.clone()),
@@ -79,6 +87,7 @@ impl Metrics {
             Box::new(api_writes.clone()),
             Box::new(cri_errors.clone()),
             Box::new(sbom_fetches.clone()),
+            Box::new(inventory_fallback.clone()),
         ] {
             registry
                 .register(collector)
@@ -93,6 +102,7 @@ impl Metrics {
             api_writes,
             cri_errors,
             sbom_fetches,
+            inventory_fallback,
         }
     }
 

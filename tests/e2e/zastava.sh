@@ -97,13 +97,20 @@ zastava_start_webhook() {
     target/debug/zastava-webhook serve
 }
 
-# The node observer reads the CRI socket and the host's /proc, as the DaemonSet does.
+# The node observer reads the CRI socket and the host's /proc, as the DaemonSet does. Tests
+# that restart it (tests/e2e/observer.sh) may point it at another CRI socket
+# (ZASTAVA_OBSERVER_CRI_SOCKET) or give it a backend (ZASTAVA_OBSERVER_BACKEND_URL); its event
+# buffer lives in the cluster's state directory, so it survives restarts as the DaemonSet's
+# emptyDir does.
 zastava_start_observer() {
   zastava_start zastava-observer "$ZASTAVA_OBSERVER_PID" "$ZASTAVA_OBSERVER_LOG" \
     "http://$ZASTAVA_OBSERVER_ADDR/readyz" \
     ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_HTTP_ADDR="$ZASTAVA_OBSERVER_ADDR" \
     ZASTAVA_INSECURE_REGISTRIES="$ZASTAVA_REGISTRY" \
-    target/debug/zastava-observer run --node "$ZASTAVA_NODE" --cri-socket "$CONTAINERD_SOCK"
+    ZASTAVA_BACKEND_URL="${ZASTAVA_OBSERVER_BACKEND_URL:-}" \
+    ZASTAVA_BUFFER_DIR="$STATE/observer-buffer" \
+    target/debug/zastava-observer run --node "$ZASTAVA_NODE" \
+    --cri-socket "${ZASTAVA_OBSERVER_CRI_SOCKET:-$CONTAINERD_SOCK}"
 }
 
 zastava_stop_operator() { zastava_stop zastava-operator "$ZASTAVA_OPERATOR_PID"; }

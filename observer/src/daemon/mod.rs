@@ -10,6 +10,7 @@
 //! The decisions are the pure functions of those modules; this file only fetches, calls and
 //! writes.
 
+pub mod fallback;
 pub mod http;
 pub mod inventory;
 pub mod observe;
@@ -204,9 +205,27 @@ impl Written {
     }
 }
 
+/// Where the running containers are listed from.
+enum Source {
+    Cri(CriClient),
+    /// The CRI socket could not be reached: the Pods of the API ([`fallback`]); the socket
+    /// is tried again at `retry_cri`.
+    Api {
+        retry_cri: Instant,
+    },
+}
+
+/// The CRI socket is tried again this often while the inventory comes from the API.
+const CRI_RETRY: Duration = Duration::from_secs(30);
+/// Failed listings in a row after which the daemon stops waiting for the runtime and
+/// inventories through the API.
+const CRI_FAILURES_BEFORE_FALLBACK: u32 = 3;
+
 struct Daemon {
     config: Config,
-    cri: CriClient,
+    source: Source,
+    /// Listings through the CRI that failed in a row.
+    cri_failures: u32,
     runtime: RuntimeVersion,
     client: Client,
     reporter: Reporter,
@@ -255,11 +274,23 @@ pub async fn run(config: Config) -> Result<()> {
         watcher::Config::default(),
         "ZastavaPolicy",
     );
-    // Without the socket there is no inventory: the daemon waits for it (and says so) rather
-    // than guessing containers from /proc.
-    let cri = connect(&config, stop_rx.clone()).await;
-    let Some((cri, runtime)) = cri else {
-        return finish(server).await;
+    let (source, runtime) = match connect(&config).await {
+        Ok((cri, runtime)) => (Source::Cri(cri), runtime),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "the container runtime's CRI socket cannot be reached: the node's containers \
+                 are inventoried from the Kubernetes API and /proc (no image configuration); \
+                 the socket is tried again every {}s",
+                CRI_RETRY.as_secs()
+            );
+            (
+                Source::Api {
+                    retry_cri: Instant::now() + CRI_RETRY,
+                },
+                api_runtime(None),
+            )
+        }
     };
     let mut stop = stop_rx.clone();
     tokio::select! {
@@ -276,7 +307,8 @@ pub async fn run(config: Config) -> Result<()> {
 
     let reporter = Reporter::new(client.clone(), &config.node);
     let mut daemon = Daemon {
-        cri,
+        source,
+        cri_failures: 0,
         runtime,
         client,
         reporter,
@@ -297,6 +329,10 @@ pub async fn run(config: Config) -> Result<()> {
         hash_bytes_counted: 0,
         config,
     };
+    daemon
+        .metrics
+        .inventory_fallback
+        .set(i64::from(matches!(daemon.source, Source::Api { .. })));
     daemon.load_written().await;
     tracing::info!(
         node = %daemon.config.node,
@@ -342,31 +378,19 @@ async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<
     }
 }
 
-/// Connects to the runtime, retrying until it answers or shutdown.
-async fn connect(
-    config: &Config,
-    mut stop: watch::Receiver<bool>,
-) -> Option<(CriClient, RuntimeVersion)> {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        let attempt = async {
-            let cri = CriClient::connect(&config.cri_socket).await?;
-            let version = cri.version().await?;
-            Ok::<_, Error>((cri, version))
-        };
-        match attempt.await {
-            Ok(connected) => return Some(connected),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "the container runtime's CRI socket is required (there is no fallback \
-                 inventory); retrying"
-            ),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return None,
-        }
-        delay = (delay * 2).min(Duration::from_secs(30));
+/// Connects to the runtime and asks its version.
+async fn connect(config: &Config) -> Result<(CriClient, RuntimeVersion)> {
+    let cri = CriClient::connect(&config.cri_socket).await?;
+    let version = cri.version().await?;
+    Ok((cri, version))
+}
+
+/// The runtime as the API names it (`containerd` of `containerd://<id>`): no version
+/// without the runtime itself.
+fn api_runtime(engine: Option<&str>) -> RuntimeVersion {
+    RuntimeVersion {
+        name: engine.unwrap_or("unknown").to_string(),
+        version: "unknown (no CRI socket)".to_string(),
     }
 }
 
@@ -396,13 +420,56 @@ impl Daemon {
     /// One round: inventory, samples of new containers, workloads, drift, reports. Only a
     /// failed listing is an error; everything else is logged and retried next round.
     async fn round(&mut self) -> Result<()> {
-        let running = self.cri.running_containers().await?;
+        self.retry_cri().await;
+        let (running, from_api) = match &self.source {
+            Source::Cri(cri) => match cri.running_containers().await {
+                Ok(running) => {
+                    self.cri_failures = 0;
+                    (running, BTreeMap::new())
+                }
+                Err(e) => {
+                    self.cri_failures += 1;
+                    if self.cri_failures >= CRI_FAILURES_BEFORE_FALLBACK {
+                        tracing::warn!(error = %e, "the container runtime stopped answering: inventorying from the Kubernetes API until it is back");
+                        self.source = Source::Api {
+                            retry_cri: Instant::now() + CRI_RETRY,
+                        };
+                        self.metrics.inventory_fallback.set(1);
+                    }
+                    return Err(e);
+                }
+            },
+            Source::Api { .. } => {
+                let pods = self.pods.state();
+                let listed = fallback::running_containers(pods.iter().map(|p| p.as_ref()));
+                let running = listed
+                    .iter()
+                    .map(|(id, c)| (id.clone(), c.container.clone()))
+                    .collect();
+                (running, listed)
+            }
+        };
         let changes = inventory::diff(self.tracked.keys(), &running, &self.config.namespace);
         for id in &changes.stopped {
             self.stopped(id);
         }
+        let pids = if from_api.is_empty() || changes.started.is_empty() {
+            HashMap::new()
+        } else {
+            let processes = fallback::scan(&self.config.proc_root);
+            fallback::main_pids(changes.started.iter().map(String::as_str), &processes)
+        };
         for id in &changes.started {
-            if let Err(e) = self.started(&running[id]).await {
+            let listed = from_api.get(id).map(|c| {
+                if self.runtime.name == "unknown" {
+                    self.runtime = api_runtime(Some(&c.engine));
+                }
+                ContainerDetails {
+                    pid: pids.get(id).copied(),
+                    ..c.details.clone()
+                }
+            });
+            if let Err(e) = self.started(&running[id], listed).await {
                 self.metrics.cri_errors.inc();
                 tracing::warn!(error = %e, container_id = %id, "cannot inspect a new container; retrying");
             }
@@ -442,7 +509,14 @@ impl Daemon {
         if let Some(image) = self.images.get(image_id) {
             return image.clone();
         }
-        let image = match self.cri.image_details(image_id).await {
+        let Source::Cri(cri) = &self.source else {
+            // Without the runtime, only the digest is known.
+            return Arc::new(ImageDetails {
+                digest: cri::digest_of(image_id),
+                ..ImageDetails::default()
+            });
+        };
+        let image = match cri.image_details(image_id).await {
             Ok(image) => Arc::new(image),
             Err(e) => {
                 // Without it there is no image creation time (filesystem drift then only
@@ -457,13 +531,33 @@ impl Daemon {
 
     /// A container started: its details, its image, a sample of its main process, and the
     /// trace of the argv it was started with (the baseline of process drift).
-    async fn started(&mut self, rc: &RuntimeContainer) -> Result<()> {
-        let details = self.cri.container_details(&rc.id).await?;
+    ///
+    /// `listed`: what the API listing said about the container, when the inventory comes
+    /// from there.
+    async fn started(
+        &mut self,
+        rc: &RuntimeContainer,
+        listed: Option<ContainerDetails>,
+    ) -> Result<()> {
+        let details = match (&self.source, listed) {
+            (_, Some(details)) => details,
+            (Source::Cri(cri), None) => cri.container_details(&rc.id).await?,
+            (Source::Api { .. }, None) => return Ok(()),
+        };
         let Some(pid) = details.pid else {
-            return Err(Error::Cri {
-                socket: self.config.cri_socket.clone(),
-                method: "ContainerStatus",
-                cause: format!("no pid reported for running container {}", rc.id),
+            return Err(match self.source {
+                Source::Cri(_) => Error::Cri {
+                    socket: self.config.cri_socket.clone(),
+                    method: "ContainerStatus",
+                    cause: format!("no pid reported for running container {}", rc.id),
+                },
+                Source::Api { .. } => Error::Io {
+                    path: self.config.proc_root.clone(),
+                    cause: std::io::Error::other(format!(
+                        "no process in the cgroup of container {} yet",
+                        rc.id
+                    )),
+                },
             });
         };
         let image = self.image(&details.image_id).await;
@@ -481,6 +575,15 @@ impl Daemon {
             )
         } else {
             details.args.clone()
+        };
+        // Without the runtime (no image entrypoint) and no command in the pod spec, what the
+        // process was started with is the best baseline left.
+        let argv = if argv.is_empty() {
+            std::fs::read(self.config.proc_root.join(pid.to_string()).join("cmdline"))
+                .map(|raw| sample::split_cmdline(&raw))
+                .unwrap_or_default()
+        } else {
+            argv
         };
         let opts = SampleOptions {
             proc_root: self.config.proc_root.clone(),
@@ -538,6 +641,35 @@ impl Daemon {
         );
         self.tracked.insert(rc.id.clone(), tracked);
         Ok(())
+    }
+
+    /// While the inventory comes from the API, tries the CRI socket again every
+    /// [`CRI_RETRY`]; the container ids are the same either way, so tracking goes on.
+    async fn retry_cri(&mut self) {
+        let Source::Api { retry_cri } = &mut self.source else {
+            return;
+        };
+        if Instant::now() < *retry_cri {
+            return;
+        }
+        *retry_cri = Instant::now() + CRI_RETRY;
+        match connect(&self.config).await {
+            Ok((cri, runtime)) => {
+                tracing::info!(runtime = %runtime.name, version = %runtime.version, "the container runtime's CRI socket answers again: inventorying through it");
+                self.source = Source::Cri(cri);
+                self.runtime = runtime;
+                self.cri_failures = 0;
+                self.metrics.inventory_fallback.set(0);
+            }
+            Err(e) => tracing::debug!(error = %e, "CRI socket still unreachable"),
+        }
+    }
+
+    fn inventory(&self) -> Inventory {
+        match self.source {
+            Source::Cri(_) => Inventory::Cri,
+            Source::Api { .. } => Inventory::KubernetesApi,
+        }
     }
 
     fn count_sample(&self, sampled: &Result<sample::ProcessSample>) {
@@ -854,6 +986,7 @@ impl Daemon {
 
     /// Writes this node's entry of every posture whose entry changed.
     async fn report(&mut self) {
+        let inventory = self.inventory();
         let mut current: BTreeMap<(String, String), (Workload, Vec<ContainerReport>)> =
             BTreeMap::new();
         for t in self.tracked.values() {
@@ -879,7 +1012,7 @@ impl Daemon {
             let next = current.get(&key).map(|(w, reports)| {
                 (
                     w,
-                    report::node_observation(&self.config.node, Inventory::Cri, reports),
+                    report::node_observation(&self.config.node, inventory, reports),
                 )
             });
             let written = self.written.entry(key.clone()).or_default();

@@ -15,6 +15,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 
+pub mod observer;
+
 pub const FIELD_MANAGER: &str = "zastava-e2e";
 
 /// A variable `tests/e2e/run.sh` exports; missing means the tests were not started by it.

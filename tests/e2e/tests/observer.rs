@@ -8,121 +8,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
 use serde_json::json;
-use zastava_crds::posture::{DriftFinding, DriftKind, NodeObservation};
+use zastava_crds::posture::DriftKind;
 use zastava_crds::RuntimePosture;
+use zastava_e2e::observer::{deploy, deploy_image, has_evidence, node_entry, running_pod};
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
     kubectl, metric, unique, wait_for, TestImage, FIELD_MANAGER,
 };
-
-/// Creates a one-replica Deployment `name` of the test image running `command`.
-async fn deploy(client: &Client, ns: &str, name: &str, command: &[&str]) -> Deployment {
-    deploy_image(client, ns, name, &env("ZASTAVA_TEST_IMAGE"), command).await
-}
-
-/// Creates a one-replica Deployment `name` of `image` running `command`, retrying while the
-/// webhook of the shared cluster restarts ("failed calling webhook").
-async fn deploy_image(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    image: &str,
-    command: &[&str],
-) -> Deployment {
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": ns },
-        "spec": {
-            "replicas": 1,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "app",
-                        "image": image,
-                        "command": command,
-                    }],
-                },
-            },
-        },
-    }))
-    .unwrap();
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("Deployment {ns}/{name} to be created"),
-        Duration::from_secs(60),
-        || async {
-            match api.create(&PostParams::default(), &deployment).await {
-                Ok(d) => Some(d),
-                Err(e) if e.to_string().contains("failed calling webhook") => None,
-                Err(e) => panic!("creating Deployment {name}: {e}"),
-            }
-        },
-    )
-    .await
-}
-
-/// The running Pod of a Deployment (pods are retried by the ReplicaSet should the webhook
-/// refuse them for a moment).
-async fn running_pod(client: &Client, ns: &str, app: &str) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("a running Pod of {ns}/{app}"),
-        Duration::from_secs(120),
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels(&format!("app={app}")))
-                .await
-                .ok()?;
-            list.items.into_iter().find(|p| {
-                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                    && p.metadata.deletion_timestamp.is_none()
-            })
-        },
-    )
-    .await
-}
-
-/// This node's entry of a posture, once `accept` takes it.
-async fn node_entry(
-    client: &Client,
-    ns: &str,
-    posture: &str,
-    what: &str,
-    timeout: Duration,
-    accept: impl Fn(&NodeObservation) -> bool,
-) -> (RuntimePosture, NodeObservation) {
-    let api: Api<RuntimePosture> = Api::namespaced(client.clone(), ns);
-    let node = env("ZASTAVA_NODE");
-    wait_for(
-        &format!("RuntimePosture {ns}/{posture}: {what}"),
-        timeout,
-        || async {
-            let p = api.get_opt(posture).await.ok()??;
-            let entry = p
-                .status
-                .as_ref()?
-                .nodes
-                .iter()
-                .find(|n| n.node == node)
-                .cloned()?;
-            accept(&entry).then_some((p, entry))
-        },
-    )
-    .await
-}
-
-fn has_evidence(f: &DriftFinding, signal: &str, value: &str) -> bool {
-    f.evidence
-        .iter()
-        .any(|e| e.signal == signal && e.value.contains(value))
-}
 
 #[tokio::test]
 async fn inventory_drift_events_and_stop() {
