@@ -39,6 +39,18 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// A runtime event the outbox cannot queue: not one line of JSON.
+    #[error("runtime event not queued: {reason}")]
+    InvalidEvent { reason: String },
+    /// A runtime event larger than the whole outbox queue may hold.
+    #[error("runtime event of {bytes} bytes not queued: the queue holds at most {max} bytes")]
+    EventTooLarge { bytes: u64, max: u64 },
+    /// Outbox settings that cannot work (a cap of zero, no token rate, a bad backend URL).
+    #[error("invalid outbox configuration: {0}")]
+    OutboxConfig(String),
+    /// The HTTP client to the backend cannot be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
     /// The probe/metrics port cannot be bound.
     #[error("cannot listen on {addr}: {cause}")]
     Listen {

@@ -18,6 +18,7 @@ pub mod hashing;
 pub mod inspect;
 pub mod maps;
 pub mod metrics;
+pub mod outbox;
 pub mod report;
 pub mod sample;
 #[cfg(test)]

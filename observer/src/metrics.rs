@@ -1,6 +1,8 @@
 //! The observer's Prometheus registry (DESIGN.md names; dots become underscores).
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -25,6 +27,19 @@ pub struct Metrics {
     /// 1 while the inventory comes from the Kubernetes API because the CRI socket cannot be
     /// reached.
     pub inventory_fallback: IntGauge,
+    /// Runtime events the outbox dropped, by `reason`: `capacity` (the disk queue was full:
+    /// the oldest went), `rejected` (the backend refused the batch as malformed), `error`
+    /// (the event could not be written to the queue).
+    pub buffer_drops: IntCounterVec,
+    /// Backend call latency in milliseconds by `endpoint` (`runtime/events`).
+    pub backend_latency: HistogramVec,
+    /// Failed batch deliveries by `reason` (`connect`, `timeout`, `transport`, `throttled`,
+    /// `server_error`, `unexpected_status`, `rejected`).
+    pub backend_failures: IntCounterVec,
+    /// Runtime events waiting in the outbox's disk queue.
+    pub buffered_events: IntGauge,
+    /// Depth of the entry traces followed (scripts and interpreters deep).
+    pub entrytrace_depth: Histogram,
 }
 
 impl Metrics {
@@ -79,6 +94,48 @@ impl Metrics {
             "1 while containers are inventoried from the Kubernetes API and /proc because the CRI socket cannot be reached",
         )
         .expect("valid metric");
+        let buffer_drops = IntCounterVec::new(
+            Opts::new(
+                "zastava_buffer_drops_total",
+                "Runtime events the outbox dropped, by reason (capacity, rejected, error)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let backend_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "zastava_runtime_backend_latency_ms",
+                "Backend call latency in milliseconds",
+            )
+            .buckets(vec![
+                1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
+            ]),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let backend_failures = IntCounterVec::new(
+            Opts::new(
+                "zastava_observer_backend_failures_total",
+                "Failed deliveries of runtime event batches to the backend, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let buffered_events = IntGauge::new(
+            "zastava_observer_buffered_events",
+            "Runtime events waiting in the outbox's disk queue",
+        )
+        .expect("valid metric");
+        let entrytrace_depth = Histogram::with_opts(
+            HistogramOpts::new(
+                "zastava_entrytrace_depth",
+                "Depth of the entry traces followed from a container's entrypoint",
+            )
+            .buckets(vec![
+                0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0,
+            ]),
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(runtime_events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(proc_maps_samples.clone()),
@@ -88,6 +145,11 @@ impl Metrics {
             Box::new(cri_errors.clone()),
             Box::new(sbom_fetches.clone()),
             Box::new(inventory_fallback.clone()),
+            Box::new(buffer_drops.clone()),
+            Box::new(backend_latency.clone()),
+            Box::new(backend_failures.clone()),
+            Box::new(buffered_events.clone()),
+            Box::new(entrytrace_depth.clone()),
         ] {
             registry
                 .register(collector)
@@ -103,6 +165,11 @@ impl Metrics {
             cri_errors,
             sbom_fetches,
             inventory_fallback,
+            buffer_drops,
+            backend_latency,
+            backend_failures,
+            buffered_events,
+            entrytrace_depth,
         }
     }
 
@@ -135,6 +202,13 @@ mod tests {
         m.proc_maps_samples.with_label_values(&["ok"]).inc();
         m.hash_bytes.inc_by(42);
         m.api_write("status", &Err::<(), ()>(()));
+        m.buffer_drops.with_label_values(&["capacity"]).inc_by(3);
+        m.backend_latency
+            .with_label_values(&["runtime/events"])
+            .observe(12.0);
+        m.backend_failures.with_label_values(&["timeout"]).inc();
+        m.buffered_events.set(7);
+        m.entrytrace_depth.observe(5.0);
         let text = m.render();
         assert!(
             text.contains("zastava_runtime_events_total{kind=\"DRIFT\"} 1"),
@@ -145,5 +219,12 @@ mod tests {
         assert!(
             text.contains("zastava_observer_api_writes_total{result=\"error\",what=\"status\"} 1")
         );
+        assert!(text.contains("zastava_buffer_drops_total{reason=\"capacity\"} 3"));
+        assert!(text
+            .contains("zastava_runtime_backend_latency_ms_count{endpoint=\"runtime/events\"} 1"));
+        assert!(text.contains("zastava_observer_backend_failures_total{reason=\"timeout\"} 1"));
+        assert!(text.contains("zastava_observer_buffered_events 7"));
+        assert!(text.contains("zastava_entrytrace_depth_bucket{le=\"6\"} 1"));
+        assert!(text.contains("zastava_entrytrace_depth_bucket{le=\"4\"} 0"));
     }
 }
