@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// The node daemon: inventory the node's containers through the runtime's CRI socket,
     /// sample them, detect drift, and report into their workloads' RuntimePosture status.
-    Run(daemon::Config),
+    Run(Box<daemon::Config>),
     /// Sample a process: its executable, the code it has mapped (sha256, GNU build-id) and its
     /// entry trace. Arguments are redacted unless --show-args; environment is never read.
     Sample {
@@ -107,7 +107,7 @@ fn run(cli: Cli) -> Result<bool> {
             let _ = rustls::crypto::ring::default_provider().install_default();
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
-                .block_on(daemon::run(config))?;
+                .block_on(daemon::run(*config))?;
             Ok(true)
         }
         Command::Sample {

@@ -55,6 +55,7 @@ export ZASTAVA_OPERATOR_PID ZASTAVA_NAMESPACE
 export ZASTAVA_WEBHOOK_METRICS_URL=http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
 export ZASTAVA_WEBHOOK_PID ZASTAVA_WEBHOOK_LOG ZASTAVA_WEBHOOK_URL
 export ZASTAVA_OBSERVER_URL=http://$ZASTAVA_OBSERVER_ADDR
+export ZASTAVA_OBSERVER_LOG
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
 # Test binaries run one after another; the tests inside one share the cluster in parallel,

@@ -46,6 +46,7 @@ use crate::entrytrace::{self, EntryTrace};
 use crate::error::{Error, Result};
 use crate::hashing::{HashCache, Limits, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, OutboxConfig, OutboxHandle, TokenBucket};
 use crate::report::{
     self, ContainerReport, EventKind, EventOwner, EventRuntime, EventWorkload, Reporter,
     RuntimeEvent,
@@ -106,6 +107,37 @@ pub struct Config {
     /// Timeout of each registry call.
     #[arg(long, env = "ZASTAVA_REGISTRY_TIMEOUT_MS", default_value_t = 5000)]
     pub registry_timeout_ms: u64,
+    /// The Scanner.WebService base URL runtime events are sent to in batches
+    /// (`POST /api/v1/scanner/runtime/events`); none (or empty): events only in the logs.
+    #[arg(long, env = "ZASTAVA_BACKEND_URL")]
+    pub backend_url: Option<String>,
+    /// Where events wait for the backend: a writable volume (the DaemonSet's emptyDir), so
+    /// they survive a restart of the observer.
+    #[arg(
+        long,
+        env = "ZASTAVA_BUFFER_DIR",
+        default_value = "/var/lib/zastava-observer/events"
+    )]
+    pub buffer_dir: PathBuf,
+    /// Bytes of events kept while the backend is unreachable; the oldest go first.
+    #[arg(long, env = "ZASTAVA_BUFFER_MAX_BYTES", default_value_t = 50_000_000)]
+    pub buffer_max_bytes: u64,
+    /// Events kept while the backend is unreachable (DESIGN.md `limits.perNodeQueue`).
+    #[arg(long, env = "ZASTAVA_BUFFER_MAX_EVENTS", default_value_t = 10_000)]
+    pub buffer_max_events: usize,
+    /// A batch leaves once this many events wait (or after `--batch-interval-ms`).
+    #[arg(long, env = "ZASTAVA_BATCH_EVENTS", default_value_t = 100)]
+    pub batch_events: usize,
+    #[arg(long, env = "ZASTAVA_BATCH_INTERVAL_MS", default_value_t = 2000)]
+    pub batch_interval_ms: u64,
+    /// How many events per second leave the node, to the backend and as Kubernetes Events
+    /// (DESIGN.md `limits.eventsPerSecond`); the rest waits in the buffer (backend) or stays
+    /// in the posture's status only (Kubernetes Events).
+    #[arg(long, env = "ZASTAVA_EVENTS_PER_SECOND", default_value_t = 50.0)]
+    pub events_per_second: f64,
+    /// Events allowed at once above that rate (DESIGN.md `limits.burst`).
+    #[arg(long, env = "ZASTAVA_EVENTS_BURST", default_value_t = 200)]
+    pub burst: u32,
     /// Log format.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -126,9 +158,6 @@ impl Config {
     }
 }
 
-/// At most this many drift Events are filed per round; the findings beyond are still in the
-/// status (DESIGN.md `limits.eventsPerSecond`).
-const MAX_EVENTS_PER_ROUND: usize = 50;
 /// A posture is written at most this often.
 const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -242,6 +271,10 @@ struct Daemon {
     written: BTreeMap<(String, String), Written>,
     last_drift: Option<Instant>,
     hash_bytes_counted: u64,
+    /// Where runtime events go besides the logs, when a backend is configured.
+    outbox: Option<OutboxHandle>,
+    /// Drift filed as Kubernetes Events, at most `--events-per-second`.
+    event_rate: TokenBucket,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -257,6 +290,25 @@ pub async fn run(config: Config) -> Result<()> {
     });
     let server = tokio::spawn(http::serve(listener, probes.clone(), stop_rx.clone()));
     tracing::info!(addr = %config.http_addr, "serving /metrics, /healthz, /readyz");
+
+    let outbox = match config.backend_url.as_deref().filter(|u| !u.is_empty()) {
+        None => None,
+        Some(url) => {
+            let url = url.parse().map_err(|e| {
+                Error::OutboxConfig(format!("--backend-url {url:?} is not a URL: {e}"))
+            })?;
+            let outbox = OutboxConfig {
+                max_bytes: config.buffer_max_bytes,
+                max_events: config.buffer_max_events,
+                batch_events: config.batch_events,
+                batch_interval: Duration::from_millis(config.batch_interval_ms),
+                events_per_second: config.events_per_second,
+                burst: config.burst,
+                ..OutboxConfig::new(&config.buffer_dir, url)
+            };
+            Some(Outbox::spawn(outbox, metrics.clone(), stop_rx.clone())?)
+        }
+    };
 
     let client = Client::try_default().await?;
     let pods = reflect(
@@ -327,6 +379,8 @@ pub async fn run(config: Config) -> Result<()> {
         written: BTreeMap::new(),
         last_drift: None,
         hash_bytes_counted: 0,
+        outbox,
+        event_rate: TokenBucket::new(config.events_per_second, config.burst),
         config,
     };
     daemon
@@ -360,6 +414,10 @@ pub async fn run(config: Config) -> Result<()> {
         };
         probes.ready.store(ready, Ordering::Relaxed);
         probes.round_done();
+    }
+    if let Some(outbox) = daemon.outbox.take() {
+        // Its last flush; what it cannot send stays on disk for the next start.
+        outbox.join().await;
     }
     finish(server).await
 }
@@ -612,6 +670,7 @@ impl Daemon {
         if !trace.warnings.is_empty() {
             tracing::debug!(container_id = %rc.id, warnings = ?trace.warnings, "entry trace");
         }
+        self.metrics.entrytrace_depth.observe(trace.depth as f64);
         let mut tracked = Tracked {
             rc: rc.clone(),
             details,
@@ -745,7 +804,11 @@ impl Daemon {
             .runtime_events
             .with_label_values(&[kind.label()])
             .inc();
-        tracing::info!(runtime_event = %event.to_json(), kind = kind.label(), "runtime event");
+        let line = event.to_json();
+        tracing::info!(runtime_event = %line, kind = kind.label(), "runtime event");
+        if let Some(outbox) = &self.outbox {
+            outbox.push(line);
+        }
     }
 
     /// Finds the workload of each tracked container that has none yet (its Pod may not be in
@@ -918,7 +981,6 @@ impl Daemon {
         });
 
         let now = report::now();
-        let mut events = 0usize;
         for (id, findings, resampled) in detected {
             self.count_sample(&resampled);
             let Some(t) = self.tracked.get_mut(&id) else {
@@ -946,10 +1008,14 @@ impl Daemon {
                 self.runtime_event(EventKind::Drift, t, |e| {
                     e.with_drift(digest, std::slice::from_ref(finding))
                 });
-                if events >= MAX_EVENTS_PER_ROUND {
+                if !self.event_rate.try_take(Instant::now()) {
+                    // Still in the status and the runtime events; counted.
+                    self.metrics
+                        .api_writes
+                        .with_label_values(&["event", "rate_limited"])
+                        .inc();
                     continue;
                 }
-                events += 1;
                 let filed = self
                     .reporter
                     .drift_event(&namespace, &pod_uid, finding)
