@@ -137,7 +137,7 @@ pub struct Config {
     pub events_per_second: f64,
     /// Events allowed at once above that rate (DESIGN.md `limits.burst`).
     #[arg(long, env = "ZASTAVA_EVENTS_BURST", default_value_t = 200)]
-    pub burst: u32,
+    pub events_burst: u32,
     /// Log format.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -303,7 +303,7 @@ pub async fn run(config: Config) -> Result<()> {
                 batch_events: config.batch_events,
                 batch_interval: Duration::from_millis(config.batch_interval_ms),
                 events_per_second: config.events_per_second,
-                burst: config.burst,
+                burst: config.events_burst,
                 ..OutboxConfig::new(&config.buffer_dir, url)
             };
             Some(Outbox::spawn(outbox, metrics.clone(), stop_rx.clone())?)
@@ -380,7 +380,7 @@ pub async fn run(config: Config) -> Result<()> {
         last_drift: None,
         hash_bytes_counted: 0,
         outbox,
-        event_rate: TokenBucket::new(config.events_per_second, config.burst),
+        event_rate: TokenBucket::new(config.events_per_second, config.events_burst),
         config,
     };
     daemon

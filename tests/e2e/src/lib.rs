@@ -152,21 +152,37 @@ impl CosignKeys {
 
     /// `cosign sign --key` of `image` (by digest) against the local registry, no tlog.
     pub fn sign(&self, image: &str) {
-        run_tool(
-            Command::new(env("COSIGN"))
-                .args([
-                    "sign",
-                    "--key",
-                    "cosign.key",
-                    "--tlog-upload=false",
-                    "--allow-http-registry",
-                    "--allow-insecure-registry",
-                    "-y",
-                    image,
-                ])
-                .current_dir(&self.dir)
-                .env("COSIGN_PASSWORD", ""),
-        );
+        self.sign_with(image, &[]);
+    }
+
+    /// The same, the signature stored as an OCI 1.1 referrer of the image (cosign's
+    /// experimental `--registry-referrers-mode=oci-1-1`; on a registry without the referrers
+    /// API that is the `sha256-<hex>` referrers tag, and no `.sig` tag).
+    pub fn sign_as_referrer(&self, image: &str) {
+        self.sign_with(image, &["--registry-referrers-mode=oci-1-1"]);
+    }
+
+    fn sign_with(&self, image: &str, extra: &[&str]) {
+        let mut command = Command::new(env("COSIGN"));
+        command
+            .args([
+                "sign",
+                "--key",
+                "cosign.key",
+                "--tlog-upload=false",
+                "--allow-http-registry",
+                "--allow-insecure-registry",
+                "-y",
+            ])
+            .args(extra)
+            .arg(image)
+            .current_dir(&self.dir)
+            .env("COSIGN_PASSWORD", "");
+        if !extra.is_empty() {
+            // The referrers mode is behind cosign's experimental switch.
+            command.env("COSIGN_EXPERIMENTAL", "1");
+        }
+        run_tool(&mut command);
     }
 }
 

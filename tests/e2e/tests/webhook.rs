@@ -342,6 +342,30 @@ async fn the_check_cli_verifies_against_the_live_registry() {
         signed.by_digest().as_str()
     );
 
+    // A signature stored as an OCI 1.1 referrer (no `.sig` tag) verifies the same.
+    let referred = TestImage::push(&unique("check-referrer"), "v1");
+    keys.sign_as_referrer(&referred.by_digest());
+    let tags = reqwest::get(format!(
+        "http://{}/v2/{}/tags/list",
+        env("ZASTAVA_REGISTRY"),
+        referred.repository.split_once('/').unwrap().1
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(!tags.contains(".sig"), "cosign wrote a .sig tag: {tags}");
+    let out = run(&referred.by_tag());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["images"][0]["signed"], true);
+
     let out = run(&unsigned.by_tag());
     assert_eq!(
         out.status.code(),
