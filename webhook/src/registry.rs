@@ -321,13 +321,7 @@ impl Registry {
     ) -> Result<RegistryFacts, Unavailable> {
         let auth = &self.effective_auth(registry, auth).await;
         let client = self.client(registry, auth);
-        let at = |tag_or_digest: String| {
-            if tag_or_digest.starts_with("sha256:") {
-                Reference::with_digest(registry.to_string(), repository.to_string(), tag_or_digest)
-            } else {
-                Reference::with_tag(registry.to_string(), repository.to_string(), tag_or_digest)
-            }
-        };
+        let at = |tag_or_digest: String| reference_at(registry, repository, tag_or_digest);
         let subject = at(digest.to_string());
         let tag_prefix = digest.replace(':', "-");
         let sig = at(format!("{tag_prefix}.sig"));
@@ -537,13 +531,7 @@ impl Registry {
     ) -> Result<Option<Vec<u8>>, Unavailable> {
         let auth = &self.effective_auth(registry, auth).await;
         let client = self.client(registry, auth);
-        let at = |tag_or_digest: String| {
-            if tag_or_digest.starts_with("sha256:") {
-                Reference::with_digest(registry.to_string(), repository.to_string(), tag_or_digest)
-            } else {
-                Reference::with_tag(registry.to_string(), repository.to_string(), tag_or_digest)
-            }
-        };
+        let at = |tag_or_digest: String| reference_at(registry, repository, tag_or_digest);
         let tag_prefix = digest.replace(':', "-");
         let entries = self
             .referrer_entries(
@@ -699,6 +687,15 @@ fn auth_fingerprint(auth: &RegistryAuth) -> u64 {
     };
     let hash = Sha256::digest(text.as_bytes());
     u64::from_be_bytes(hash[..8].try_into().expect("sha256 has 32 bytes"))
+}
+
+/// `registry/repository` at a tag, or at a digest (`sha256:...`).
+fn reference_at(registry: &str, repository: &str, tag_or_digest: String) -> Reference {
+    if tag_or_digest.starts_with("sha256:") {
+        Reference::with_digest(registry.to_string(), repository.to_string(), tag_or_digest)
+    } else {
+        Reference::with_tag(registry.to_string(), repository.to_string(), tag_or_digest)
+    }
 }
 
 /// Whether an artifact or media type is CycloneDX JSON (`application/vnd.cyclonedx+json`,

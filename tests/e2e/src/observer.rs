@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use zastava_crds::posture::{DriftFinding, NodeObservation};
+use zastava_crds::posture::{DriftFinding, DriftKind, NodeObservation};
 use zastava_crds::RuntimePosture;
 
 use crate::{env, wait_for};
@@ -116,6 +116,37 @@ pub fn has_evidence(f: &DriftFinding, signal: &str, value: &str) -> bool {
     f.evidence
         .iter()
         .any(|e| e.signal == signal && e.value.contains(value))
+}
+
+/// Drops a copy of busybox at `path` in the pod's container and starts it in the background
+/// (as `kubectl exec` lets anyone), then waits until this node's entry of `posture` reports
+/// it as process drift.
+pub async fn run_dropped_program(client: &Client, ns: &str, pod: &str, posture: &str, path: &str) {
+    crate::kubectl(&[
+        "-n",
+        ns,
+        "exec",
+        pod,
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p \"$(dirname {path})\" && cp /bin/busybox {path} && ({path} 300 >/dev/null 2>&1 &)"
+        ),
+    ]);
+    node_entry(
+        client,
+        ns,
+        posture,
+        &format!("process drift of {path}"),
+        Duration::from_secs(60),
+        |e| {
+            e.drift
+                .iter()
+                .any(|f| f.kind == DriftKind::Process && f.subject == path)
+        },
+    )
+    .await;
 }
 
 /// Runs `tests/e2e/observer.sh ACTION` (`stop`, `kill`, `start`) with `vars` added to its

@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use serde_json::json;
-use zastava_crds::posture::{DriftKind, Inventory};
-use zastava_e2e::observer::{deploy, node_entry, observer_ctl, running_pod, RestoreObserver};
-use zastava_e2e::{
-    client, create_namespace, delete_namespace, env, http_get, kubectl, metric, unique,
+use zastava_crds::posture::Inventory;
+use zastava_e2e::observer::{
+    deploy, node_entry, observer_ctl, run_dropped_program, running_pod, RestoreObserver,
 };
+use zastava_e2e::{client, create_namespace, delete_namespace, env, http_get, metric, unique};
 
 #[tokio::test]
 async fn inventory_from_the_api_without_a_cri_socket() {
@@ -78,29 +78,7 @@ async fn inventory_from_the_api_without_a_cri_socket() {
     );
 
     // Drift is still seen.
-    kubectl(&[
-        "-n",
-        &ns,
-        "exec",
-        &pod_name,
-        "--",
-        "sh",
-        "-c",
-        "cp /bin/busybox /tmp/sleep && (/tmp/sleep 300 >/dev/null 2>&1 &)",
-    ]);
-    node_entry(
-        &client,
-        &ns,
-        "deployment-sleeper",
-        "process drift of /tmp/sleep",
-        Duration::from_secs(30),
-        |e| {
-            e.drift
-                .iter()
-                .any(|f| f.kind == DriftKind::Process && f.subject == "/tmp/sleep")
-        },
-    )
-    .await;
+    run_dropped_program(&client, &ns, &pod_name, "deployment-sleeper", "/tmp/sleep").await;
 
     delete_namespace(&client, &ns).await;
 }

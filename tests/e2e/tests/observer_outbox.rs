@@ -14,10 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use zastava_crds::posture::DriftKind;
-use zastava_e2e::observer::{deploy, node_entry, observer_ctl, running_pod, RestoreObserver};
+use zastava_e2e::observer::{
+    deploy, observer_ctl, run_dropped_program, running_pod, RestoreObserver,
+};
 use zastava_e2e::{
-    client, create_namespace, delete_namespace, env, http_get, kubectl, metric, unique, wait_for,
+    client, create_namespace, delete_namespace, env, http_get, metric, unique, wait_for,
 };
 
 /// The events of `namespace` the observer logged (the log has every runtime event, one
@@ -88,29 +89,7 @@ async fn buffered_events_survive_a_sigkill_and_reach_the_backend() {
     deploy(&client, &ns, "sleeper", &["sleep", "3600"]).await;
     let pod = running_pod(&client, &ns, "sleeper").await;
     let pod_name = pod.metadata.name.clone().unwrap();
-    kubectl(&[
-        "-n",
-        &ns,
-        "exec",
-        &pod_name,
-        "--",
-        "sh",
-        "-c",
-        "cp /bin/busybox /tmp/sleep && (/tmp/sleep 300 >/dev/null 2>&1 &)",
-    ]);
-    node_entry(
-        &client,
-        &ns,
-        "deployment-sleeper",
-        "process drift of /tmp/sleep",
-        Duration::from_secs(60),
-        |e| {
-            e.drift
-                .iter()
-                .any(|f| f.kind == DriftKind::Process && f.subject == "/tmp/sleep")
-        },
-    )
-    .await;
+    run_dropped_program(&client, &ns, &pod_name, "deployment-sleeper", "/tmp/sleep").await;
     // The start and the drift are queued, not delivered.
     let url = env("ZASTAVA_OBSERVER_URL");
     let (_, metrics) = http_get(&format!("{url}/metrics")).await.unwrap();
