@@ -3,7 +3,7 @@
 //! the printer columns show (`observedContainers`, `driftFindings`) and the kstatus
 //! conditions `Ready`, `Drifted` and `Compliant`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use zastava_crds::conditions::{settle, DesiredCondition};
-use zastava_crds::posture::{RuntimePostureStatus, Verdict};
+use zastava_crds::posture::{ImagePosture, NodeObservation, RuntimePostureStatus, Verdict};
 use zastava_crds::RuntimePosture;
 
 use crate::reconcile::Context;
@@ -33,6 +33,8 @@ pub struct Summary {
     pub observed_containers: u32,
     pub drift_findings: u32,
     pub conditions: Vec<DesiredCondition>,
+    /// The images the observed containers run, one per reference (sorted).
+    pub images: Vec<ImagePosture>,
     /// Indexes into `status.nodes` of entries whose node no longer exists.
     pub stale_nodes: Vec<usize>,
 }
@@ -142,8 +144,39 @@ pub fn summarize(status: &RuntimePostureStatus, live_nodes: &BTreeSet<String>) -
         observed_containers,
         drift_findings: drift.len() as u32,
         conditions: vec![ready, drifted, compliant],
+        images: running_images(&live),
         stale_nodes,
     }
+}
+
+/// One entry per image reference the containers of `nodes` run, with its digest; a reference
+/// running as several digests (a tag moved during a rollout) has none, and says which.
+fn running_images(nodes: &[&NodeObservation]) -> Vec<ImagePosture> {
+    let mut digests: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for c in nodes.iter().flat_map(|n| &n.containers) {
+        let seen = digests.entry(c.image_ref.as_str()).or_default();
+        if let Some(d) = &c.image_digest {
+            seen.insert(d.as_str());
+        }
+    }
+    digests
+        .into_iter()
+        .map(|(reference, digests)| {
+            let mut image = ImagePosture {
+                reference: reference.to_string(),
+                ..ImagePosture::default()
+            };
+            match digests.len() {
+                0 => {}
+                1 => image.digest = digests.first().map(|d| d.to_string()),
+                _ => image.reasons.push(format!(
+                    "running as several digests: {}",
+                    digests.into_iter().collect::<Vec<_>>().join(", ")
+                )),
+            }
+            image
+        })
+        .collect()
 }
 
 pub async fn reconcile(posture: Arc<RuntimePosture>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -191,6 +224,7 @@ pub async fn reconcile(posture: Arc<RuntimePosture>, ctx: Arc<Context>) -> Resul
             "observedGeneration": generation,
             "observedContainers": summary.observed_containers,
             "driftFindings": summary.drift_findings,
+            "images": summary.images,
             "conditions": settle(&status.conditions, &summary.conditions, generation, &now),
         },
     });
@@ -240,9 +274,7 @@ pub async fn run_posture_controller(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zastava_crds::posture::{
-        DriftFinding, DriftKind, Evidence, ImagePosture, NodeObservation, ObservedContainer,
-    };
+    use zastava_crds::posture::{DriftFinding, DriftKind, Evidence, ObservedContainer};
 
     fn container(pod: &str) -> ObservedContainer {
         ObservedContainer {
@@ -319,6 +351,42 @@ mod tests {
         );
         assert!(!condition(&s, "Drifted").status);
         assert!(condition(&s, "Compliant").status);
+        // The images of the live nodes only.
+        assert_eq!(
+            s.images,
+            [ImagePosture {
+                reference: "127.0.0.1:5000/app:1".into(),
+                ..ImagePosture::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn images_by_reference_with_their_digest() {
+        let with = |reference: &str, digest: &str| ObservedContainer {
+            image_ref: reference.into(),
+            image_digest: Some(digest.into()),
+            ..container("w")
+        };
+        let mut n1 = node("n1", 0, &[]);
+        n1.containers = vec![with("r/app:1", "sha256:a"), with("r/side:2", "sha256:s")];
+        let mut n2 = node("n2", 0, &[]);
+        n2.containers = vec![with("r/app:1", "sha256:b"), with("r/side:2", "sha256:s")];
+        let status = RuntimePostureStatus {
+            nodes: vec![n1, n2],
+            ..RuntimePostureStatus::default()
+        };
+        let images = summarize(&status, &live(&["n1", "n2"])).images;
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[0].reference, "r/app:1");
+        assert_eq!(images[0].digest, None);
+        assert_eq!(
+            images[0].reasons,
+            ["running as several digests: sha256:a, sha256:b"]
+        );
+        assert_eq!(images[1].reference, "r/side:2");
+        assert_eq!(images[1].digest.as_deref(), Some("sha256:s"));
+        assert!(images[1].reasons.is_empty());
     }
 
     #[test]

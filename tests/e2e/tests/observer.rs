@@ -65,6 +65,25 @@ async fn inventory_drift_events_and_stop() {
     assert_eq!(cmdline, b"sleep\x003600\x00");
     assert!(entry.drift.is_empty(), "{:?}", entry.drift);
 
+    // The operator folds the node entries: the image the workload runs, by digest.
+    let postures: Api<RuntimePosture> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the posture's images, folded by the operator",
+        Duration::from_secs(60),
+        || async {
+            let status = postures.get("deployment-sleeper").await.ok()?.status?;
+            status
+                .images
+                .iter()
+                .any(|i| {
+                    i.reference == env("ZASTAVA_TEST_IMAGE")
+                        && i.digest == Some(env("ZASTAVA_TEST_IMAGE_DIGEST"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
     // The posture belongs to the Deployment (garbage-collected with it), written by the
     // observer's field managers.
     let spec = &posture.spec.workload;
