@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use zastava_crds::contracts::{
-    canonical_digest, AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
+    AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
 };
 use zastava_crds::image::{ImageReference, RegistryPattern};
 use zastava_crds::policy::{CacheSettings, PolicyMode, ZastavaPolicySpec};
@@ -212,7 +214,7 @@ pub fn evaluate(
             .unwrap_or(defaults.ttl_seconds)
     };
     let pod_spec_digest =
-        canonical_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
+        pod_spec_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
     Evaluation {
         decision: AdmissionDecision {
             schema_version: ADMISSION_DECISION_SCHEMA.to_string(),
@@ -231,6 +233,26 @@ pub fn evaluate(
         fail_open,
         not_checked,
     }
+}
+
+/// [`canonical_digest`](zastava_crds::contracts::canonical_digest) of a pod spec as parsed. serde_json's object maps keep their keys
+/// sorted (the workspace does not enable `preserve_order`), so a parsed tree written out as it
+/// is is its canonical JSON: it is hashed as it is written, without canonical_digest's sorted
+/// copy of the tree and the String in between. A test holds the two equal.
+fn pod_spec_digest(spec: &Value) -> Result<String, serde_json::Error> {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    serde_json::to_writer(&mut hashing, spec)?;
+    Ok(format!("sha256:{}", hex::encode(hashing.0.finalize())))
 }
 
 /// The policies among `all` that govern `namespace`.
@@ -406,7 +428,7 @@ mod tests {
             .enumerate()
             .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
             .collect();
-        Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
+        Workload::from_object(json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
     }
 
     fn spec(value: serde_json::Value) -> ZastavaPolicySpec {
@@ -615,6 +637,20 @@ mod tests {
             ]
         );
         assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn the_pod_spec_digest_is_the_canonical_digest() {
+        // Keys out of order at every level, as a client may send them.
+        let spec: Value = serde_json::from_str(
+            r#"{"containers": [{"name": "c", "image": "a:1", "env": [{"value": "1", "name": "X"}]}],
+                "volumes": [], "dnsPolicy": "None", "automountServiceAccountToken": false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pod_spec_digest(&spec).unwrap(),
+            zastava_crds::contracts::canonical_digest(&spec).unwrap()
+        );
     }
 
     #[test]

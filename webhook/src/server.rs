@@ -22,7 +22,7 @@ use oci_client::secrets::RegistryAuth;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use zastava_crds::contracts::{canonical_json, Decision};
+use zastava_crds::contracts::{AdmissionDecision, Decision};
 use zastava_crds::image::ImageReference;
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
@@ -94,7 +94,7 @@ impl App {
         let request = match admission::decode(body) {
             Ok(request) => request,
             Err(e) => {
-                self.metrics.decisions.with_label_values(&["error"]).inc();
+                self.metrics.decode_errors.inc();
                 tracing::warn!(error = %e, "unusable AdmissionReview");
                 return (StatusCode::BAD_REQUEST, format!("zastava: {e}\n"));
             }
@@ -110,12 +110,25 @@ impl App {
             }
             Request::Decide(review) => self.decide(*review).await,
         };
-        let label = if response.allowed { "Allow" } else { "Deny" };
-        self.metrics.decisions.with_label_values(&[label]).inc();
+        if response.allowed {
+            self.metrics.allowed.inc();
+        } else {
+            self.metrics.denied.inc();
+        }
         self.metrics
             .decision_latency
             .observe(started.elapsed().as_secs_f64());
-        (StatusCode::OK, response.to_review().to_string())
+        let json = serde_json::to_string(&response.review());
+        match json {
+            Ok(json) => (StatusCode::OK, json),
+            Err(e) => {
+                tracing::error!(uid = %response.uid, error = %e, "cannot serialize the response");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("zastava: cannot serialize the response: {e}\n"),
+                )
+            }
+        }
     }
 
     async fn decide(&self, review: Review) -> Response {
@@ -184,7 +197,7 @@ impl App {
         );
 
         let decision = &evaluation.decision;
-        match canonical_json(decision) {
+        match decision_json(decision) {
             Ok(json) => tracing::info!(
                 uid = %review.uid,
                 namespace = %review.namespace,
@@ -264,12 +277,16 @@ impl App {
                 );
                 let (digest, _) = self
                     .resolved
-                    .get_or_load(key, |_| false, async {
-                        let auth = self
-                            .auth(namespace, pull_secrets, &reference.registry)
-                            .await;
-                        self.registry.resolve(reference, &auth).await
-                    })
+                    .get_or_load(
+                        key,
+                        |_| false,
+                        || async {
+                            let auth = self
+                                .auth(namespace, pull_secrets, &reference.registry)
+                                .await;
+                            self.registry.resolve(reference, &auth).await
+                        },
+                    )
                     .await
                     .map_err(|e| e.as_ref().clone())?;
                 digest
@@ -280,7 +297,7 @@ impl App {
             .get_or_load(
                 format!("{repository}@{digest}"),
                 |f: &Arc<RegistryFacts>| f.is_negative(),
-                async {
+                || async {
                     let auth = self
                         .auth(namespace, pull_secrets, &reference.registry)
                         .await;
@@ -348,6 +365,14 @@ impl App {
             }
         }
     }
+}
+
+/// The canonical JSON of `decision`, as [`zastava_crds::contracts::canonical_json`] makes it,
+/// for the decision log. serde_json's object maps keep their keys sorted (the workspace does
+/// not enable `preserve_order`), so the tree `to_value` builds is already canonical: this
+/// skips canonical_json's second, re-sorted copy of it. A test holds the two equal.
+fn decision_json(decision: &AdmissionDecision) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&serde_json::to_value(decision)?)
 }
 
 /// Request bodies larger than this are refused with 413: a Pod or workload is far smaller.
@@ -449,5 +474,36 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("connections still open after {drain:?}; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zastava_crds::contracts::{canonical_json, ImageDecision, ADMISSION_DECISION_SCHEMA};
+    use zastava_crds::posture::Verdict;
+
+    #[test]
+    fn the_logged_decision_is_its_canonical_json() {
+        let decision = AdmissionDecision {
+            schema_version: ADMISSION_DECISION_SCHEMA.into(),
+            admission_id: "uid-1".into(),
+            namespace: "team-a".into(),
+            pod_spec_digest: "sha256:00".into(),
+            images: vec![ImageDecision {
+                name: "registry.local/app:1".into(),
+                resolved: Some("registry.local/app@sha256:11".into()),
+                signed: Some(true),
+                has_sbom_referrers: Some(false),
+                policy_verdict: Verdict::Fail,
+                reasons: vec!["p: no SBOM referrer".into()],
+            }],
+            decision: Decision::Deny,
+            ttl_seconds: 30,
+        };
+        assert_eq!(
+            decision_json(&decision).unwrap(),
+            canonical_json(&decision).unwrap()
+        );
     }
 }
