@@ -114,9 +114,7 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
             .into_object()
             .and_then(|o| o.into_workload().ok())
         {
-            let images =
-                |w: &Workload| -> Vec<String> { w.images().into_iter().map(|c| c.image).collect() };
-            if images(&old) == images(&workload) {
+            if old.image_names().eq(workload.image_names()) {
                 return Ok(Request::Skip {
                     uid,
                     why: "UPDATE leaves every image unchanged",

@@ -102,13 +102,26 @@ where
         F: Future<Output = Result<V, E>>,
     {
         // A hit is a plain read. The loader (registry or backend calls) is only built on a
-        // miss, and boxed: carried inline, its state machine (several KB) made every lookup,
-        // hit or not, copy it through the entry API's futures.
+        // miss: carried inline, its state machine (several KB) made every lookup, hit or not,
+        // copy it through the entry API's futures.
         if let Some(entry) = self.inner.get(&key).await {
             return Ok((entry.value, Lookup::Hit));
         }
+        // Boxed too: moka's entry futures are large and only a miss needs them.
+        Box::pin(self.load(key, negative, load())).await
+    }
+
+    async fn load<E, F>(
+        &self,
+        key: K,
+        negative: impl Fn(&V) -> bool,
+        load: F,
+    ) -> Result<(V, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
         let ttls = self.ttls.clone();
-        let load = Box::pin(load());
         let entry = self
             .inner
             .entry(key)

@@ -114,15 +114,15 @@ pub fn evaluate(
     let mut not_checked = Vec::new();
     let mut fail_open = false;
     let mut denied = false;
-    let mut images: BTreeMap<String, ImageDecision> = BTreeMap::new();
+    let mut images: BTreeMap<&str, ImageDecision> = BTreeMap::new();
 
-    for container in workload.images() {
-        if images.contains_key(&container.image) {
+    for image in workload.image_names() {
+        if images.contains_key(image) {
             continue;
         }
-        let parsed = ImageReference::parse(&container.image);
+        let parsed = ImageReference::parse(image);
         let mut entry = ImageDecision {
-            name: container.image.clone(),
+            name: image.to_string(),
             resolved: parsed.as_ref().ok().and_then(|r| {
                 r.digest
                     .as_ref()
@@ -134,7 +134,7 @@ pub fn evaluate(
             reasons: Vec::new(),
         };
         for policy in policies {
-            let image_facts = facts(&container.image, policy);
+            let image_facts = facts(image, policy);
             if let (Ok(r), Check::Known(d)) = (&parsed, &image_facts.digest) {
                 entry.resolved = Some(format!("{}/{}@{d}", r.registry, r.repository));
             }
@@ -156,7 +156,7 @@ pub fn evaluate(
                     }
                     Finding::Violation(reason) => {
                         let text = format!("{}: {reason} (Audit: admitted)", policy.name);
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
@@ -175,18 +175,18 @@ pub fn evaluate(
                             policy.name
                         );
                         fail_open = true;
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
                     Finding::Advisory(text) => {
                         let text = format!("{}: {text}", policy.name);
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
                     Finding::NotChecked(gate) => {
-                        let item = format!("{}: {gate}", container.image);
+                        let item = format!("{image}: {gate}");
                         if !not_checked.contains(&item) {
                             not_checked.push(item);
                         }
@@ -195,7 +195,7 @@ pub fn evaluate(
                 }
             }
         }
-        images.insert(container.image.clone(), entry);
+        images.insert(image, entry);
     }
 
     let caches: Vec<&CacheSettings> = policies.iter().map(|p| &p.spec.cache).collect();
@@ -307,14 +307,15 @@ fn worsen(verdict: &mut Verdict, to: Verdict) {
 fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     let rules = &spec.images;
-    let location = format!("{}/{}", image.registry, image.repository);
+    let location = || format!("{}/{}", image.registry, image.repository);
     if let Some(entry) = rules
         .denied_registries
         .iter()
         .find(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
     {
         out.push(Finding::Violation(format!(
-            "{location} is in deniedRegistries (`{entry}`)"
+            "{} is in deniedRegistries (`{entry}`)",
+            location()
         )));
     }
     if !rules.allowed_registries.is_empty()
@@ -324,7 +325,8 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
             .any(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
     {
         out.push(Finding::Violation(format!(
-            "{location} is not in allowedRegistries {:?}",
+            "{} is not in allowedRegistries {:?}",
+            location(),
             rules.allowed_registries
         )));
     }
@@ -338,21 +340,17 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
     }
     let verify = &spec.verify;
     if verify.signature.required {
-        out.extend(boolean_gate(
-            &facts.signed,
-            "signature",
-            "no cosign signature verifies against the policy's keys or keyless identities",
-        ));
+        out.extend(boolean_gate(&facts.signed, "signature", || {
+            "no cosign signature verifies against the policy's keys or keyless identities".into()
+        }));
     }
     if verify.sbom_referrer.required {
-        out.extend(boolean_gate(
-            &facts.sbom,
-            "sbomReferrer",
-            &format!(
+        out.extend(boolean_gate(&facts.sbom, "sbomReferrer", || {
+            format!(
                 "no SBOM referrer of an accepted type {:?}",
                 verify.sbom_referrer.artifact_types
-            ),
-        ));
+            )
+        }));
     }
     if !rules.allowed_base_images.is_empty() {
         match &facts.base_digest {
@@ -408,10 +406,15 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
     out
 }
 
-fn boolean_gate(check: &Check<bool>, gate: &'static str, violation: &str) -> Option<Finding> {
+/// `violation` is only called when the gate fails: a passing decision formats no message.
+fn boolean_gate(
+    check: &Check<bool>,
+    gate: &'static str,
+    violation: impl FnOnce() -> String,
+) -> Option<Finding> {
     match check {
         Check::Known(true) => None,
-        Check::Known(false) => Some(Finding::Violation(violation.to_string())),
+        Check::Known(false) => Some(Finding::Violation(violation())),
         Check::Unavailable(e) => Some(Finding::Unverifiable(e.clone())),
         Check::NotChecked => Some(Finding::NotChecked(gate)),
     }

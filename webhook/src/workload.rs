@@ -105,10 +105,25 @@ impl Workload {
 
     /// Each image once, sorted: what the registry and backend are asked about.
     pub fn distinct_images(&self) -> Vec<String> {
-        let mut images: Vec<String> = self.images().into_iter().map(|c| c.image).collect();
-        images.sort();
+        let mut images: Vec<&str> = self.image_names().collect();
+        images.sort_unstable();
         images.dedup();
-        images
+        images.into_iter().map(String::from).collect()
+    }
+
+    /// Every container's image in the order of [`Workload::images`], borrowed: the decision
+    /// path reads them on every review and needs no copies.
+    pub fn image_names(&self) -> impl Iterator<Item = &str> {
+        let init = self.spec.init_containers.iter().flatten();
+        let ephemeral = self.spec.ephemeral_containers.iter().flatten();
+        init.map(|c| c.image.as_deref().unwrap_or_default())
+            .chain(
+                self.spec
+                    .containers
+                    .iter()
+                    .map(|c| c.image.as_deref().unwrap_or_default()),
+            )
+            .chain(ephemeral.map(|c| c.image.as_deref().unwrap_or_default()))
     }
 
     /// Every container's image: init, app, then ephemeral containers.
@@ -160,6 +175,9 @@ mod tests {
         let w = Workload::from_object(pod).unwrap();
         assert_eq!(w.namespace.as_deref(), Some("ns"));
         let images: Vec<_> = w.images().into_iter().map(|i| (i.kind, i.image)).collect();
+        assert!(w
+            .image_names()
+            .eq(["init:1", "app:1", "debug:1"].into_iter()));
         assert_eq!(
             images,
             vec![
