@@ -13,7 +13,10 @@ bash tests/e2e/cluster/up.sh
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-image=$ZASTAVA_REGISTRY/bench/admission:v1
+# A repository of its own per run: cosign appends each run's signature to the image's
+# signature manifest, so a shared one made every later cold decision fetch and verify one
+# more signature blob (the cold path slowed with each run).
+image=$ZASTAVA_REGISTRY/bench/admission-$(date +%s):v1
 "$ORAS" cp --from-plain-http --to-plain-http "$ZASTAVA_TEST_IMAGE" "$image" >/dev/null
 (
   cd "$work"

@@ -2,10 +2,16 @@
 //! before deciding, and the response it sends back.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde_json::{json, Value};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
+use serde_json::Value;
 
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadError};
 
 /// The audit annotation set when a verification could not complete and a fail-open namespace
 /// admitted the workload anyway (the apiserver prefixes it with the webhook's name).
@@ -18,6 +24,8 @@ pub const AUDIT_ANNOTATION: &str = "zastava.stellaops.io/audit";
 pub enum ReviewError {
     #[error("body is not JSON: {0}")]
     NotJson(String),
+    #[error("AdmissionReview is malformed: {0}")]
+    Malformed(String),
     #[error(
         "expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got {api_version} {kind}"
     )]
@@ -49,40 +57,47 @@ pub struct Review {
 }
 
 /// Decodes an AdmissionReview body.
+///
+/// The body is read into the few fields a decision uses; everything else (userInfo, options,
+/// the object's metadata besides its name and namespace, managedFields above all) is skipped
+/// by the parser instead of being built into a JSON tree and dropped. Fields read leniently
+/// (a missing or mistyped field is treated as absent) just as a lookup in a JSON tree would.
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
-    let api_version = value["apiVersion"].as_str().unwrap_or_default();
-    let kind = value["kind"].as_str().unwrap_or_default();
+    let review: ReviewBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        Category::Data => ReviewError::Malformed(e.to_string()),
+        Category::Io | Category::Syntax | Category::Eof => ReviewError::NotJson(e.to_string()),
+    })?;
+    let api_version = review.api_version.as_str().unwrap_or_default();
+    let kind = review.kind.as_str().unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         return Err(ReviewError::WrongKind {
             api_version: api_version.to_string(),
             kind: kind.to_string(),
         });
     }
-    let request = value.get("request").ok_or(ReviewError::NoRequest)?;
-    let uid = request["uid"]
-        .as_str()
-        .filter(|u| !u.is_empty())
-        .ok_or(ReviewError::NoUid)?
-        .to_string();
-    let operation = request["operation"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let request = match review.request {
+        Lenient::Missing => return Err(ReviewError::NoRequest),
+        Lenient::Other => RequestBody::default(),
+        Lenient::Object(request) => request,
+    };
+    let uid = match request.uid {
+        Value::String(uid) if !uid.is_empty() => uid,
+        _ => return Err(ReviewError::NoUid),
+    };
+    let operation = request.operation.as_str().unwrap_or_default().to_string();
     if operation != "CREATE" && operation != "UPDATE" {
         return Ok(Request::Skip {
             uid,
             why: "only CREATE and UPDATE are decided",
         });
     }
-    let Some(object) = request.get("object").filter(|o| o.is_object()) else {
+    let Lenient::Object(object) = request.object else {
         return Ok(Request::Reject {
             uid,
             message: format!("zastava denied: the {operation} request carries no object"),
         });
     };
-    let workload = match Workload::from_object(object) {
+    let workload = match object.into_workload() {
         Ok(w) => w,
         Err(e) => {
             return Ok(Request::Reject {
@@ -95,12 +110,11 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
     // the images were set; re-deciding it could block scaling a running workload.
     if operation == "UPDATE" {
         if let Some(old) = request
-            .get("oldObject")
-            .and_then(|o| Workload::from_object(o).ok())
+            .old_object
+            .into_object()
+            .and_then(|o| o.into_workload().ok())
         {
-            let images =
-                |w: &Workload| -> Vec<String> { w.images().into_iter().map(|c| c.image).collect() };
-            if images(&old) == images(&workload) {
+            if old.image_names().eq(workload.image_names()) {
                 return Ok(Request::Skip {
                     uid,
                     why: "UPDATE leaves every image unchanged",
@@ -108,17 +122,147 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
             }
         }
     }
-    let namespace = request["namespace"]
-        .as_str()
-        .map(String::from)
-        .or_else(|| workload.namespace.clone())
-        .unwrap_or_default();
+    let namespace = match request.namespace {
+        Value::String(namespace) => Some(namespace),
+        _ => None,
+    }
+    .or_else(|| workload.namespace.clone())
+    .unwrap_or_default();
     Ok(Request::Decide(Box::new(Review {
         uid,
         namespace,
         operation,
         workload,
     })))
+}
+
+/// What [`decode`] reads of a review.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewBody {
+    #[serde(default)]
+    api_version: Value,
+    #[serde(default)]
+    kind: Value,
+    #[serde(default)]
+    request: Lenient<RequestBody>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestBody {
+    #[serde(default)]
+    uid: Value,
+    #[serde(default)]
+    operation: Value,
+    #[serde(default)]
+    namespace: Value,
+    #[serde(default)]
+    object: Lenient<ObjectBody>,
+    #[serde(default)]
+    old_object: Lenient<ObjectBody>,
+}
+
+#[derive(Deserialize)]
+struct ObjectBody {
+    #[serde(default)]
+    kind: Value,
+    #[serde(default)]
+    metadata: Lenient<MetadataBody>,
+    #[serde(default)]
+    spec: Value,
+}
+
+impl ObjectBody {
+    fn into_workload(self) -> Result<Workload, WorkloadError> {
+        let text = |v: Value| match v {
+            Value::String(s) => Some(s),
+            _ => None,
+        };
+        let (name, namespace) = match self.metadata {
+            Lenient::Object(m) => (text(m.name), text(m.namespace)),
+            Lenient::Missing | Lenient::Other => (None, None),
+        };
+        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
+    }
+}
+
+#[derive(Deserialize)]
+struct MetadataBody {
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    namespace: Value,
+}
+
+/// A field that should hold a JSON object: absent, something else (null, a string ...), or
+/// the object read as `T`.
+#[derive(Default)]
+enum Lenient<T> {
+    #[default]
+    Missing,
+    Other,
+    Object(T),
+}
+
+impl<T> Lenient<T> {
+    fn into_object(self) -> Option<T> {
+        match self {
+            Lenient::Object(t) => Some(t),
+            Lenient::Missing | Lenient::Other => None,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Visit<T> {
+            type Value = Lenient<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Lenient::Object)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient::Other)
+            }
+        }
+        deserializer.deserialize_any(Visit(PhantomData))
+    }
 }
 
 /// The answer to one review.
@@ -150,30 +294,61 @@ impl Response {
         }
     }
 
-    /// The AdmissionReview JSON the apiserver expects back.
-    pub fn to_review(&self) -> Value {
-        let mut response = json!({"uid": self.uid, "allowed": self.allowed});
-        if let Some(message) = &self.message {
-            response["status"] = json!({"code": 403, "reason": "Forbidden", "message": message});
+    /// The AdmissionReview the apiserver expects back, ready to serialize (straight from the
+    /// response's fields, without building a JSON tree first).
+    pub fn review(&self) -> impl Serialize + '_ {
+        ReviewOut {
+            api_version: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: ResponseOut {
+                uid: &self.uid,
+                allowed: self.allowed,
+                status: self.message.as_deref().map(|message| StatusOut {
+                    code: 403,
+                    reason: "Forbidden",
+                    message,
+                }),
+                // kubectl prints each warning; the apiserver truncates long ones, so keep them
+                // short.
+                warnings: &self.warnings,
+                audit_annotations: &self.audit_annotations,
+            },
         }
-        if !self.warnings.is_empty() {
-            // kubectl prints each warning; the apiserver truncates long ones, so keep them short.
-            response["warnings"] = json!(self.warnings);
-        }
-        if !self.audit_annotations.is_empty() {
-            response["auditAnnotations"] = json!(self.audit_annotations);
-        }
-        json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": response,
-        })
     }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct StatusOut<'a> {
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn review(request: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
@@ -220,6 +395,41 @@ mod tests {
     }
 
     #[test]
+    fn fields_of_the_wrong_type_read_as_absent() {
+        let not_object =
+            br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": "x"}"#;
+        assert_eq!(decode(not_object).unwrap_err(), ReviewError::NoUid);
+        assert_eq!(
+            decode(&review(json!({"uid": 5, "operation": "CREATE"}))).unwrap_err(),
+            ReviewError::NoUid
+        );
+        let odd = review(json!({"uid": "u", "operation": "CREATE", "object": ["Pod"]}));
+        assert!(matches!(decode(&odd).unwrap(), Request::Reject { .. }));
+        let no_kind = review(json!({"uid": "u", "operation": "CREATE",
+                                    "object": {"kind": 5, "spec": {}}}));
+        let Request::Reject { message, .. } = decode(&no_kind).unwrap() else {
+            panic!("not rejected")
+        };
+        assert_eq!(message, "zastava denied: object has no `kind`");
+        // What is not read (managedFields, userInfo) is skipped; the namespace falls back to
+        // the object's.
+        let full = review(json!({"uid": "u", "operation": "CREATE", "namespace": null,
+            "userInfo": {"username": "u", "groups": ["g"]}, "dryRun": false,
+            "object": {"kind": "Pod", "metadata": {"name": "p", "namespace": "from-object",
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"containers": [{"name": "c", "image": "a:1"}]}}}));
+        let Request::Decide(r) = decode(&full).unwrap() else {
+            panic!("not decided")
+        };
+        assert_eq!(r.namespace, "from-object");
+        assert_eq!(r.workload.name.as_deref(), Some("p"));
+        assert!(matches!(
+            decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"object": 1, "object": 2}}"#),
+            Err(ReviewError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn wrong_kinds_and_empty_pods_are_denied_with_a_message() {
         let service = review(json!({"uid": "u", "operation": "CREATE",
                                     "object": {"kind": "Service", "spec": {}}}));
@@ -257,7 +467,7 @@ mod tests {
         r.warnings.push("w".into());
         r.audit_annotations
             .insert(FAIL_OPEN_ANNOTATION.into(), "true".into());
-        let v = r.to_review();
+        let v = serde_json::to_value(r.review()).unwrap();
         assert_eq!(v["response"]["uid"], "u9");
         assert_eq!(v["response"]["allowed"], false);
         assert_eq!(v["response"]["status"]["code"], 403);
@@ -267,7 +477,7 @@ mod tests {
             v["response"]["auditAnnotations"][FAIL_OPEN_ANNOTATION],
             "true"
         );
-        let ok = Response::allow("u").to_review();
+        let ok = serde_json::to_value(Response::allow("u").review()).unwrap();
         assert!(ok["response"].get("status").is_none());
     }
 }

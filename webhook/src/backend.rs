@@ -47,7 +47,7 @@ impl Backend {
     ) -> Answers {
         let calls = backends.iter().flat_map(|(url, timeout)| {
             images.iter().map(move |image| async move {
-                let load = async {
+                let load = || async {
                     let one = [image.clone()];
                     let request = PolicyRequest {
                         namespace,
@@ -71,7 +71,7 @@ impl Backend {
                         .await
                         .map(|(r, _)| r)
                         .map_err(|e| e.as_ref().clone()),
-                    None => load.await,
+                    None => load().await,
                 };
                 ((url.clone(), image.clone()), result)
             })

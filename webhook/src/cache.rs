@@ -88,10 +88,30 @@ where
         }
     }
 
-    /// The cached value of `key`, or the result of `load` (shared with concurrent lookups of
+    /// The cached value of `key`, or the result of `load()` (shared with concurrent lookups of
     /// the same key). `negative` tells which TTL a loaded value gets. Errors are returned to
     /// every waiter and not cached.
     pub async fn get_or_load<E, F>(
+        &self,
+        key: K,
+        negative: impl Fn(&V) -> bool,
+        load: impl FnOnce() -> F,
+    ) -> Result<(V, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        // A hit is a plain read. The loader (registry or backend calls) is only built on a
+        // miss: carried inline, its state machine (several KB) made every lookup, hit or not,
+        // copy it through the entry API's futures.
+        if let Some(entry) = self.inner.get(&key).await {
+            return Ok((entry.value, Lookup::Hit));
+        }
+        // Boxed too: moka's entry futures are large and only a miss needs them.
+        Box::pin(self.load(key, negative, load())).await
+    }
+
+    async fn load<E, F>(
         &self,
         key: K,
         negative: impl Fn(&V) -> bool,
@@ -111,6 +131,7 @@ where
                 Ok(Timed { value, ttl })
             })
             .await?;
+        // Not fresh: another lookup loaded it between the read above and this one.
         let lookup = if entry.is_fresh() {
             Lookup::Miss
         } else {
@@ -145,10 +166,14 @@ mod tests {
         value: Result<u32, &'static str>,
         calls: &AtomicUsize,
     ) -> Result<(u32, Lookup), Arc<&'static str>> {
-        c.get_or_load(key.to_string(), |v| *v == 0, async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            value
-        })
+        c.get_or_load(
+            key.to_string(),
+            |v| *v == 0,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                value
+            },
+        )
         .await
     }
 
@@ -215,11 +240,15 @@ mod tests {
         let lookups = (0..32).map(|_| {
             let (c, calls) = (c.clone(), calls.clone());
             tokio::spawn(async move {
-                c.get_or_load("k".to_string(), |_| false, async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Ok::<_, ()>(42)
-                })
+                c.get_or_load(
+                    "k".to_string(),
+                    |_| false,
+                    || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, ()>(42)
+                    },
+                )
                 .await
                 .unwrap()
             })

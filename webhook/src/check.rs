@@ -86,7 +86,7 @@ pub fn load_subject(file: &str, text: &str) -> Result<Subject, CheckError> {
     } else {
         (value, "check".to_string(), None)
     };
-    let workload = Workload::from_object(&object).map_err(|e| object_error(e.to_string()))?;
+    let workload = Workload::from_object(object).map_err(|e| object_error(e.to_string()))?;
     let namespace = namespace.or_else(|| workload.namespace.clone());
     Ok(Subject {
         workload,

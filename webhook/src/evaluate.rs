@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use zastava_crds::contracts::{
-    canonical_digest, AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
+    AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
 };
 use zastava_crds::image::{ImageReference, RegistryPattern};
 use zastava_crds::policy::{CacheSettings, PolicyMode, ZastavaPolicySpec};
@@ -112,15 +114,15 @@ pub fn evaluate(
     let mut not_checked = Vec::new();
     let mut fail_open = false;
     let mut denied = false;
-    let mut images: BTreeMap<String, ImageDecision> = BTreeMap::new();
+    let mut images: BTreeMap<&str, ImageDecision> = BTreeMap::new();
 
-    for container in workload.images() {
-        if images.contains_key(&container.image) {
+    for image in workload.image_names() {
+        if images.contains_key(image) {
             continue;
         }
-        let parsed = ImageReference::parse(&container.image);
+        let parsed = ImageReference::parse(image);
         let mut entry = ImageDecision {
-            name: container.image.clone(),
+            name: image.to_string(),
             resolved: parsed.as_ref().ok().and_then(|r| {
                 r.digest
                     .as_ref()
@@ -132,7 +134,7 @@ pub fn evaluate(
             reasons: Vec::new(),
         };
         for policy in policies {
-            let image_facts = facts(&container.image, policy);
+            let image_facts = facts(image, policy);
             if let (Ok(r), Check::Known(d)) = (&parsed, &image_facts.digest) {
                 entry.resolved = Some(format!("{}/{}@{d}", r.registry, r.repository));
             }
@@ -154,7 +156,7 @@ pub fn evaluate(
                     }
                     Finding::Violation(reason) => {
                         let text = format!("{}: {reason} (Audit: admitted)", policy.name);
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
@@ -173,18 +175,18 @@ pub fn evaluate(
                             policy.name
                         );
                         fail_open = true;
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
                     Finding::Advisory(text) => {
                         let text = format!("{}: {text}", policy.name);
-                        warnings.push(format!("{}: {text}", container.image));
+                        warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
                     }
                     Finding::NotChecked(gate) => {
-                        let item = format!("{}: {gate}", container.image);
+                        let item = format!("{image}: {gate}");
                         if !not_checked.contains(&item) {
                             not_checked.push(item);
                         }
@@ -193,7 +195,7 @@ pub fn evaluate(
                 }
             }
         }
-        images.insert(container.image.clone(), entry);
+        images.insert(image, entry);
     }
 
     let caches: Vec<&CacheSettings> = policies.iter().map(|p| &p.spec.cache).collect();
@@ -212,7 +214,7 @@ pub fn evaluate(
             .unwrap_or(defaults.ttl_seconds)
     };
     let pod_spec_digest =
-        canonical_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
+        pod_spec_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
     Evaluation {
         decision: AdmissionDecision {
             schema_version: ADMISSION_DECISION_SCHEMA.to_string(),
@@ -231,6 +233,26 @@ pub fn evaluate(
         fail_open,
         not_checked,
     }
+}
+
+/// [`canonical_digest`](zastava_crds::contracts::canonical_digest) of a pod spec as parsed. serde_json's object maps keep their keys
+/// sorted (the workspace does not enable `preserve_order`), so a parsed tree written out as it
+/// is is its canonical JSON: it is hashed as it is written, without canonical_digest's sorted
+/// copy of the tree and the String in between. A test holds the two equal.
+fn pod_spec_digest(spec: &Value) -> Result<String, serde_json::Error> {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    serde_json::to_writer(&mut hashing, spec)?;
+    Ok(format!("sha256:{}", hex::encode(hashing.0.finalize())))
 }
 
 /// The policies among `all` that govern `namespace`.
@@ -285,14 +307,15 @@ fn worsen(verdict: &mut Verdict, to: Verdict) {
 fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     let rules = &spec.images;
-    let location = format!("{}/{}", image.registry, image.repository);
+    let location = || format!("{}/{}", image.registry, image.repository);
     if let Some(entry) = rules
         .denied_registries
         .iter()
         .find(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
     {
         out.push(Finding::Violation(format!(
-            "{location} is in deniedRegistries (`{entry}`)"
+            "{} is in deniedRegistries (`{entry}`)",
+            location()
         )));
     }
     if !rules.allowed_registries.is_empty()
@@ -302,7 +325,8 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
             .any(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
     {
         out.push(Finding::Violation(format!(
-            "{location} is not in allowedRegistries {:?}",
+            "{} is not in allowedRegistries {:?}",
+            location(),
             rules.allowed_registries
         )));
     }
@@ -316,21 +340,17 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
     }
     let verify = &spec.verify;
     if verify.signature.required {
-        out.extend(boolean_gate(
-            &facts.signed,
-            "signature",
-            "no cosign signature verifies against the policy's keys or keyless identities",
-        ));
+        out.extend(boolean_gate(&facts.signed, "signature", || {
+            "no cosign signature verifies against the policy's keys or keyless identities".into()
+        }));
     }
     if verify.sbom_referrer.required {
-        out.extend(boolean_gate(
-            &facts.sbom,
-            "sbomReferrer",
-            &format!(
+        out.extend(boolean_gate(&facts.sbom, "sbomReferrer", || {
+            format!(
                 "no SBOM referrer of an accepted type {:?}",
                 verify.sbom_referrer.artifact_types
-            ),
-        ));
+            )
+        }));
     }
     if !rules.allowed_base_images.is_empty() {
         match &facts.base_digest {
@@ -386,10 +406,15 @@ fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -
     out
 }
 
-fn boolean_gate(check: &Check<bool>, gate: &'static str, violation: &str) -> Option<Finding> {
+/// `violation` is only called when the gate fails: a passing decision formats no message.
+fn boolean_gate(
+    check: &Check<bool>,
+    gate: &'static str,
+    violation: impl FnOnce() -> String,
+) -> Option<Finding> {
     match check {
         Check::Known(true) => None,
-        Check::Known(false) => Some(Finding::Violation(violation.to_string())),
+        Check::Known(false) => Some(Finding::Violation(violation())),
         Check::Unavailable(e) => Some(Finding::Unverifiable(e.clone())),
         Check::NotChecked => Some(Finding::NotChecked(gate)),
     }
@@ -406,7 +431,7 @@ mod tests {
             .enumerate()
             .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
             .collect();
-        Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
+        Workload::from_object(json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
     }
 
     fn spec(value: serde_json::Value) -> ZastavaPolicySpec {
@@ -615,6 +640,20 @@ mod tests {
             ]
         );
         assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
+    }
+
+    #[test]
+    fn the_pod_spec_digest_is_the_canonical_digest() {
+        // Keys out of order at every level, as a client may send them.
+        let spec: Value = serde_json::from_str(
+            r#"{"containers": [{"name": "c", "image": "a:1", "env": [{"value": "1", "name": "X"}]}],
+                "volumes": [], "dnsPolicy": "None", "automountServiceAccountToken": false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            pod_spec_digest(&spec).unwrap(),
+            zastava_crds::contracts::canonical_digest(&spec).unwrap()
+        );
     }
 
     #[test]

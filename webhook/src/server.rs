@@ -19,11 +19,13 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use oci_client::secrets::RegistryAuth;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use zastava_crds::contracts::{canonical_json, Decision};
+use zastava_crds::contracts::{AdmissionDecision, Decision, ImageDecision};
 use zastava_crds::image::ImageReference;
+use zastava_crds::posture::Verdict;
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
@@ -94,7 +96,7 @@ impl App {
         let request = match admission::decode(body) {
             Ok(request) => request,
             Err(e) => {
-                self.metrics.decisions.with_label_values(&["error"]).inc();
+                self.metrics.decode_errors.inc();
                 tracing::warn!(error = %e, "unusable AdmissionReview");
                 return (StatusCode::BAD_REQUEST, format!("zastava: {e}\n"));
             }
@@ -110,12 +112,25 @@ impl App {
             }
             Request::Decide(review) => self.decide(*review).await,
         };
-        let label = if response.allowed { "Allow" } else { "Deny" };
-        self.metrics.decisions.with_label_values(&[label]).inc();
+        if response.allowed {
+            self.metrics.allowed.inc();
+        } else {
+            self.metrics.denied.inc();
+        }
         self.metrics
             .decision_latency
             .observe(started.elapsed().as_secs_f64());
-        (StatusCode::OK, response.to_review().to_string())
+        let json = serde_json::to_string(&response.review());
+        match json {
+            Ok(json) => (StatusCode::OK, json),
+            Err(e) => {
+                tracing::error!(uid = %response.uid, error = %e, "cannot serialize the response");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("zastava: cannot serialize the response: {e}\n"),
+                )
+            }
+        }
     }
 
     async fn decide(&self, review: Review) -> Response {
@@ -164,9 +179,12 @@ impl App {
             Answers::new()
         } else {
             let images: Vec<String> = review.workload.distinct_images();
-            self.backend
-                .answers(&backends, &review.namespace, &labels, &images)
-                .await
+            // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
+            Box::pin(
+                self.backend
+                    .answers(&backends, &review.namespace, &labels, &images),
+            )
+            .await
         };
         let drifted = self.drifted();
         let evidence = Evidence {
@@ -184,15 +202,17 @@ impl App {
         );
 
         let decision = &evaluation.decision;
-        match canonical_json(decision) {
+        match decision_json(decision) {
+            // Strings recorded as &str, not Display: the JSON formatter writes them as they
+            // are instead of formatting each into a String first.
             Ok(json) => tracing::info!(
-                uid = %review.uid,
-                namespace = %review.namespace,
-                operation = %review.operation,
-                kind = %review.workload.kind,
+                uid = review.uid.as_str(),
+                namespace = review.namespace.as_str(),
+                operation = review.operation.as_str(),
+                kind = review.workload.kind.as_str(),
                 cache_hits = hits,
                 cache_misses = misses,
-                decision = %json,
+                decision = json.as_str(),
                 "admission decision"
             ),
             Err(e) => tracing::error!(uid = %review.uid, error = %e, "cannot serialize decision"),
@@ -254,22 +274,27 @@ impl App {
         namespace: &str,
         pull_secrets: &[String],
     ) -> Result<(Arc<RegistryFacts>, Lookup), Unavailable> {
-        let repository = format!("{}/{}", reference.registry, reference.repository);
         let digest = match &reference.digest {
             Some(digest) => digest.clone(),
             None => {
                 let key = format!(
-                    "{repository}:{}",
+                    "{}/{}:{}",
+                    reference.registry,
+                    reference.repository,
                     reference.tag.as_deref().unwrap_or("latest")
                 );
                 let (digest, _) = self
                     .resolved
-                    .get_or_load(key, |_| false, async {
-                        let auth = self
-                            .auth(namespace, pull_secrets, &reference.registry)
-                            .await;
-                        self.registry.resolve(reference, &auth).await
-                    })
+                    .get_or_load(
+                        key,
+                        |_| false,
+                        || async {
+                            let auth = self
+                                .auth(namespace, pull_secrets, &reference.registry)
+                                .await;
+                            self.registry.resolve(reference, &auth).await
+                        },
+                    )
                     .await
                     .map_err(|e| e.as_ref().clone())?;
                 digest
@@ -278,9 +303,9 @@ impl App {
         let (facts, lookup) = self
             .facts
             .get_or_load(
-                format!("{repository}@{digest}"),
+                format!("{}/{}@{digest}", reference.registry, reference.repository),
                 |f: &Arc<RegistryFacts>| f.is_negative(),
-                async {
+                || async {
                     let auth = self
                         .auth(namespace, pull_secrets, &reference.registry)
                         .await;
@@ -338,16 +363,107 @@ impl App {
         let Some(client) = &self.client else {
             return BTreeMap::new();
         };
-        let api: Api<Namespace> = Api::all(client.clone());
-        match api.get_metadata_opt(namespace).await {
-            Ok(Some(ns)) => ns.metadata.labels.unwrap_or_default(),
-            Ok(None) => BTreeMap::new(),
-            Err(e) => {
-                tracing::warn!(%namespace, error = %e, "cannot read namespace labels");
-                BTreeMap::new()
+        // Boxed: the API call's state is several KB, and carried inline it would be copied
+        // with every decision's future although the reflector almost always answers.
+        Box::pin(labels_from_api(client, namespace)).await
+    }
+}
+
+async fn labels_from_api(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.get_metadata_opt(namespace).await {
+        Ok(Some(ns)) => ns.metadata.labels.unwrap_or_default(),
+        Ok(None) => BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(%namespace, error = %e, "cannot read namespace labels");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// The canonical JSON of `decision`, as [`zastava_crds::contracts::canonical_json`] makes it,
+/// for the decision log: written straight from the decision with the keys in sorted order,
+/// where canonical_json builds a JSON tree of it, copies that sorted, and writes the copy (a
+/// good part of a warm decision's time). The contract types are destructured, so a field added
+/// to them fails to compile here; a test holds the output equal to canonical_json.
+fn decision_json(decision: &AdmissionDecision) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Sorted<'a> {
+        admission_id: &'a str,
+        decision: &'a Decision,
+        images: SortedImages<'a>,
+        namespace: &'a str,
+        pod_spec_digest: &'a str,
+        schema_version: &'a str,
+        ttl_seconds: u32,
+    }
+    struct SortedImages<'a>(&'a [ImageDecision]);
+    impl Serialize for SortedImages<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.iter().map(SortedImage::from))
+        }
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SortedImage<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        has_sbom_referrers: Option<bool>,
+        name: &'a str,
+        policy_verdict: &'a Verdict,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        reasons: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resolved: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signed: Option<bool>,
+    }
+    impl<'a> From<&'a ImageDecision> for SortedImage<'a> {
+        fn from(image: &'a ImageDecision) -> Self {
+            let ImageDecision {
+                name,
+                resolved,
+                signed,
+                has_sbom_referrers,
+                policy_verdict,
+                reasons,
+            } = image;
+            Self {
+                has_sbom_referrers: *has_sbom_referrers,
+                name,
+                policy_verdict,
+                reasons,
+                resolved: resolved.as_deref(),
+                signed: *signed,
             }
         }
     }
+    let AdmissionDecision {
+        schema_version,
+        admission_id,
+        namespace,
+        pod_spec_digest,
+        images,
+        decision,
+        ttl_seconds,
+    } = decision;
+    // Sized for a decision on a few images: grown a piece at a time it is reallocated (and
+    // copied) several times per decision.
+    let mut json = Vec::with_capacity(1024);
+    serde_json::to_writer(
+        &mut json,
+        &Sorted {
+            admission_id,
+            decision,
+            images: SortedImages(images),
+            namespace,
+            pod_spec_digest,
+            schema_version,
+            ttl_seconds: *ttl_seconds,
+        },
+    )?;
+    // serde_json writes nothing but UTF-8.
+    String::from_utf8(json).map_err(serde::ser::Error::custom)
 }
 
 /// Request bodies larger than this are refused with 413: a Pod or workload is far smaller.
@@ -449,5 +565,54 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("connections still open after {drain:?}; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zastava_crds::contracts::{canonical_json, ADMISSION_DECISION_SCHEMA};
+
+    #[test]
+    fn the_logged_decision_is_its_canonical_json() {
+        let decision = AdmissionDecision {
+            schema_version: ADMISSION_DECISION_SCHEMA.into(),
+            admission_id: "uid-1".into(),
+            namespace: "team-a".into(),
+            pod_spec_digest: "sha256:00".into(),
+            images: vec![
+                ImageDecision {
+                    name: "registry.local/app:1".into(),
+                    resolved: Some("registry.local/app@sha256:11".into()),
+                    signed: Some(true),
+                    has_sbom_referrers: Some(false),
+                    policy_verdict: Verdict::Fail,
+                    reasons: vec!["p: no SBOM referrer \"quoted\"".into()],
+                },
+                ImageDecision {
+                    name: "busybox".into(),
+                    resolved: None,
+                    signed: None,
+                    has_sbom_referrers: None,
+                    policy_verdict: Verdict::Warn,
+                    reasons: Vec::new(),
+                },
+            ],
+            decision: Decision::Deny,
+            ttl_seconds: 30,
+        };
+        assert_eq!(
+            decision_json(&decision).unwrap(),
+            canonical_json(&decision).unwrap()
+        );
+        let allowed = AdmissionDecision {
+            decision: Decision::Allow,
+            images: Vec::new(),
+            ..decision
+        };
+        assert_eq!(
+            decision_json(&allowed).unwrap(),
+            canonical_json(&allowed).unwrap()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The pod spec inside an admitted object, and the images it runs.
 
 use k8s_openapi::api::core::v1::PodSpec;
+use serde::Deserialize;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,8 +46,31 @@ pub struct Workload {
 
 impl Workload {
     /// Reads the pod spec out of a Pod or a workload object.
-    pub fn from_object(object: &Value) -> Result<Self, WorkloadError> {
-        let kind = object["kind"].as_str().ok_or(WorkloadError::NoKind)?;
+    pub fn from_object(mut object: Value) -> Result<Self, WorkloadError> {
+        let text = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let (kind, name, namespace) = (
+            text("/kind"),
+            text("/metadata/name"),
+            text("/metadata/namespace"),
+        );
+        let spec = object.get_mut("spec").map(Value::take).unwrap_or_default();
+        Self::from_parts(kind.as_deref(), name, namespace, spec)
+    }
+
+    /// The same as [`Workload::from_object`], from the parts of the object it reads: its
+    /// `kind`, `metadata.name`, `metadata.namespace` and `spec` (taken, not copied).
+    pub fn from_parts(
+        kind: Option<&str>,
+        name: Option<String>,
+        namespace: Option<String>,
+        mut spec: Value,
+    ) -> Result<Self, WorkloadError> {
+        let kind = kind.ok_or(WorkloadError::NoKind)?;
         let path: &'static str = match kind {
             "Pod" => "/spec",
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
@@ -55,32 +79,25 @@ impl Workload {
             "CronJob" => "/spec/jobTemplate/spec/template/spec",
             other => return Err(WorkloadError::UnsupportedKind(other.to_string())),
         };
-        let raw_spec = object
-            .pointer(path)
+        let raw_spec = spec
+            .pointer_mut(&path["/spec".len()..])
             .filter(|v| v.is_object())
-            .cloned()
+            .map(Value::take)
             .ok_or_else(|| WorkloadError::NoPodSpec {
                 kind: kind.to_string(),
                 path,
             })?;
-        let spec: PodSpec =
-            serde_json::from_value(raw_spec.clone()).map_err(|e| WorkloadError::Malformed {
-                kind: kind.to_string(),
-                error: e.to_string(),
-            })?;
+        let spec = PodSpec::deserialize(&raw_spec).map_err(|e| WorkloadError::Malformed {
+            kind: kind.to_string(),
+            error: e.to_string(),
+        })?;
         if spec.containers.is_empty() {
             return Err(WorkloadError::NoContainers(kind.to_string()));
         }
         Ok(Self {
             kind: kind.to_string(),
-            name: object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(String::from),
-            namespace: object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(String::from),
+            name,
+            namespace,
             spec,
             raw_spec,
         })
@@ -88,10 +105,25 @@ impl Workload {
 
     /// Each image once, sorted: what the registry and backend are asked about.
     pub fn distinct_images(&self) -> Vec<String> {
-        let mut images: Vec<String> = self.images().into_iter().map(|c| c.image).collect();
-        images.sort();
+        let mut images: Vec<&str> = self.image_names().collect();
+        images.sort_unstable();
         images.dedup();
-        images
+        images.into_iter().map(String::from).collect()
+    }
+
+    /// Every container's image in the order of [`Workload::images`], borrowed: the decision
+    /// path reads them on every review and needs no copies.
+    pub fn image_names(&self) -> impl Iterator<Item = &str> {
+        let init = self.spec.init_containers.iter().flatten();
+        let ephemeral = self.spec.ephemeral_containers.iter().flatten();
+        init.map(|c| c.image.as_deref().unwrap_or_default())
+            .chain(
+                self.spec
+                    .containers
+                    .iter()
+                    .map(|c| c.image.as_deref().unwrap_or_default()),
+            )
+            .chain(ephemeral.map(|c| c.image.as_deref().unwrap_or_default()))
     }
 
     /// Every container's image: init, app, then ephemeral containers.
@@ -140,9 +172,12 @@ mod tests {
             "spec": {"initContainers": [{"name": "init", "image": "init:1"}],
                      "containers": [{"name": "app", "image": "app:1"}],
                      "ephemeralContainers": [{"name": "debug", "image": "debug:1"}]}});
-        let w = Workload::from_object(&pod).unwrap();
+        let w = Workload::from_object(pod).unwrap();
         assert_eq!(w.namespace.as_deref(), Some("ns"));
         let images: Vec<_> = w.images().into_iter().map(|i| (i.kind, i.image)).collect();
+        assert!(w
+            .image_names()
+            .eq(["init:1", "app:1", "debug:1"].into_iter()));
         assert_eq!(
             images,
             vec![
@@ -161,14 +196,14 @@ mod tests {
         ] {
             let o = json!({"kind": kind, "spec": {"template": template("x:1")}});
             assert_eq!(
-                Workload::from_object(&o).unwrap().images()[0].image,
+                Workload::from_object(o).unwrap().images()[0].image,
                 "x:1",
                 "{kind}"
             );
         }
         let cron = json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": template("c:1")}}}});
         assert_eq!(
-            Workload::from_object(&cron).unwrap().images()[0].image,
+            Workload::from_object(cron).unwrap().images()[0].image,
             "c:1"
         );
     }
@@ -176,23 +211,23 @@ mod tests {
     #[test]
     fn bad_objects_get_precise_errors() {
         assert_eq!(
-            Workload::from_object(&json!({"spec": {}})),
+            Workload::from_object(json!({"spec": {}})),
             Err(WorkloadError::NoKind)
         );
         assert_eq!(
-            Workload::from_object(&json!({"kind": "Service"})),
+            Workload::from_object(json!({"kind": "Service"})),
             Err(WorkloadError::UnsupportedKind("Service".into()))
         );
         assert!(matches!(
-            Workload::from_object(&json!({"kind": "Deployment", "spec": {}})),
+            Workload::from_object(json!({"kind": "Deployment", "spec": {}})),
             Err(WorkloadError::NoPodSpec { .. })
         ));
         assert_eq!(
-            Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": []}})),
+            Workload::from_object(json!({"kind": "Pod", "spec": {"containers": []}})),
             Err(WorkloadError::NoContainers("Pod".into()))
         );
         assert!(matches!(
-            Workload::from_object(&json!({"kind": "Pod", "spec": {"containers": "nope"}})),
+            Workload::from_object(json!({"kind": "Pod", "spec": {"containers": "nope"}})),
             Err(WorkloadError::Malformed { .. })
         ));
     }
