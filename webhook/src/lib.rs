@@ -8,6 +8,7 @@ pub mod admission;
 pub mod backend;
 pub mod cache;
 pub mod check;
+pub mod decision_log;
 pub mod evaluate;
 pub mod metrics;
 pub mod policies;
@@ -21,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use decision_log::DecisionLog;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PartialObjectMeta;
@@ -83,6 +85,16 @@ pub struct ServeConfig {
     /// Seconds open connections get to finish after SIGTERM.
     #[arg(long, env = "ZASTAVA_DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Log format; the level comes from RUST_LOG (default info). With `json`, each admission
+    /// decision is one line with the contract as a nested object.
+    #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 /// The shared state of the servers; `client` and `namespaces` are `None` only in tests and
@@ -117,6 +129,10 @@ pub fn app(
         zastava_namespace: config.namespace.clone(),
         ready: Default::default(),
         certs: Arc::new(CertStore::default()),
+        decision_log: match config.log_format {
+            LogFormat::Json => DecisionLog::Json(Arc::new(std::io::stdout())),
+            LogFormat::Text => DecisionLog::Tracing,
+        },
     })
 }
 

@@ -30,6 +30,7 @@ use zastava_crds::posture::Verdict;
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
 use crate::cache::{Lookup, TtlCache, Ttls};
+use crate::decision_log::{DecisionLog, Fields};
 use crate::evaluate::{deny_message, evaluate, governing, Governing};
 use crate::metrics::Metrics;
 use crate::policies::{DriftedDigests, Evidence, Lookups, PolicySet};
@@ -55,6 +56,8 @@ pub struct App {
     /// Policies and Secrets synced and a certificate loaded.
     pub ready: AtomicBool,
     pub certs: Arc<CertStore>,
+    /// Where each decision is recorded.
+    pub decision_log: DecisionLog,
 }
 
 impl App {
@@ -203,17 +206,16 @@ impl App {
 
         let decision = &evaluation.decision;
         match decision_json(decision) {
-            // Strings recorded as &str, not Display: the JSON formatter writes them as they
-            // are instead of formatting each into a String first.
-            Ok(json) => tracing::info!(
-                uid = review.uid.as_str(),
-                namespace = review.namespace.as_str(),
-                operation = review.operation.as_str(),
-                kind = review.workload.kind.as_str(),
-                cache_hits = hits,
-                cache_misses = misses,
-                decision = json.as_str(),
-                "admission decision"
+            Ok(json) => self.decision_log.record(
+                &Fields {
+                    uid: &review.uid,
+                    namespace: &review.namespace,
+                    operation: &review.operation,
+                    kind: &review.workload.kind,
+                    cache_hits: hits,
+                    cache_misses: misses,
+                },
+                &json,
             ),
             Err(e) => tracing::error!(uid = %review.uid, error = %e, "cannot serialize decision"),
         }

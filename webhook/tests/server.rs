@@ -43,6 +43,8 @@ async fn serve() -> Served {
         registry_timeout_ms: 500,
         cache_capacity: 100,
         drain_seconds: 5,
+        // Decisions through tracing: a test's stdout is the harness's.
+        log_format: zastava_webhook::LogFormat::Text,
     };
     let app = zastava_webhook::app(&config, None, None);
     let ca_key = rcgen::KeyPair::generate().unwrap();
