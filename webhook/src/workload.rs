@@ -1,8 +1,37 @@
 //! The pod spec inside an admitted object, and the images it runs.
 
-use k8s_openapi::api::core::v1::PodSpec;
 use serde::Deserialize;
 use serde_json::Value;
+
+/// The part of a pod spec a decision reads: the containers' names and images and the pull
+/// secrets. The rest is the API server's to validate (it has, before any webhook is called);
+/// reading the whole `PodSpec` cost more than the decision itself on a warm cache.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    #[serde(default)]
+    pub init_containers: Option<Vec<Container>>,
+    #[serde(default)]
+    pub ephemeral_containers: Option<Vec<Container>>,
+    #[serde(default)]
+    pub image_pull_secrets: Option<Vec<SecretName>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Container {
+    pub name: String,
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+/// A `LocalObjectReference` to a Secret of the pod's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct SecretName {
+    #[serde(default)]
+    pub name: String,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WorkloadError {
@@ -226,9 +255,20 @@ mod tests {
             Workload::from_object(json!({"kind": "Pod", "spec": {"containers": []}})),
             Err(WorkloadError::NoContainers("Pod".into()))
         );
-        assert!(matches!(
-            Workload::from_object(json!({"kind": "Pod", "spec": {"containers": "nope"}})),
-            Err(WorkloadError::Malformed { .. })
-        ));
+        for malformed in [
+            json!({"containers": "nope"}),
+            json!({"containers": [{"image": "x:1"}]}),
+            json!({"containers": [{"name": "app", "image": 7}]}),
+            json!({"containers": [{"name": "app"}], "initContainers": {}}),
+            json!({"containers": [{"name": "app"}], "imagePullSecrets": [{"name": []}]}),
+        ] {
+            assert!(
+                matches!(
+                    Workload::from_object(json!({"kind": "Pod", "spec": malformed})),
+                    Err(WorkloadError::Malformed { .. })
+                ),
+                "{malformed}"
+            );
+        }
     }
 }
