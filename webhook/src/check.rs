@@ -7,7 +7,6 @@ use std::sync::Arc;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 use serde_json::Value;
-use zastava_crds::image::ImageReference;
 use zastava_crds::ZastavaPolicy;
 
 use crate::backend::{Answers, Backend};
@@ -119,10 +118,10 @@ pub async fn check(
     let applying = governing(&all, namespace, labels, zastava_namespace);
     let mut lookups = Lookups::new();
     if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
-        for image in subject.workload.distinct_images() {
-            if let Ok(reference) = ImageReference::parse(&image) {
-                let found = registry.lookup(&reference, &RegistryAuth::Anonymous).await;
-                lookups.insert(image, found.map(Arc::new));
+        for (image, parsed) in &subject.workload.references {
+            if let Ok(reference) = parsed {
+                let found = registry.lookup(reference, &RegistryAuth::Anonymous).await;
+                lookups.insert(image.clone(), found.map(Arc::new));
             }
         }
     }

@@ -120,10 +120,11 @@ pub fn evaluate(
         if images.contains_key(image) {
             continue;
         }
-        let parsed = ImageReference::parse(image);
+        let parsed = workload.reference(image);
+        let parsed = parsed.as_ref().as_ref();
         let mut entry = ImageDecision {
             name: image.to_string(),
-            resolved: parsed.as_ref().ok().and_then(|r| {
+            resolved: parsed.ok().and_then(|r| {
                 r.digest
                     .as_ref()
                     .map(|d| format!("{}/{}@{d}", r.registry, r.repository))

@@ -154,11 +154,15 @@ impl App {
                 .map(|s| s.name.clone())
                 .collect();
             let images = review.workload.distinct_images();
-            let found = futures::future::join_all(
-                images
-                    .iter()
-                    .map(|image| self.lookup(image, &review.namespace, &pull_secrets)),
-            )
+            let found = futures::future::join_all(images.iter().map(|image| async {
+                let parsed = review.workload.reference(image);
+                // An image that does not parse: the evaluation reports it.
+                let reference = parsed.as_ref().as_ref().ok()?;
+                Some(
+                    self.lookup_reference(reference, &review.namespace, &pull_secrets)
+                        .await,
+                )
+            }))
             .await;
             for (image, result) in images.into_iter().zip(found) {
                 let result = match result {
@@ -255,21 +259,7 @@ impl App {
         response
     }
 
-    /// What the registry says about `image`, through the caches; `None` when the reference
-    /// does not parse (the evaluation reports that itself).
-    async fn lookup(
-        &self,
-        image: &str,
-        namespace: &str,
-        pull_secrets: &[String],
-    ) -> Option<Result<(Arc<RegistryFacts>, Lookup), Unavailable>> {
-        let reference = ImageReference::parse(image).ok()?;
-        Some(
-            self.lookup_reference(&reference, namespace, pull_secrets)
-                .await,
-        )
-    }
-
+    /// What the registry says about `reference`, through the caches.
     async fn lookup_reference(
         &self,
         reference: &ImageReference,

@@ -1,7 +1,11 @@
 //! The pod spec inside an admitted object, and the images it runs.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::Value;
+use zastava_crds::image::{ImageRefError, ImageReference};
 
 /// The part of a pod spec a decision reads: the containers' names and images and the pull
 /// secrets. The rest is the API server's to validate (it has, before any webhook is called);
@@ -71,6 +75,8 @@ pub struct Workload {
     pub spec: PodSpec,
     /// The pod spec exactly as sent, for the decision's `podSpecDigest`.
     pub raw_spec: Value,
+    /// Each image once (sorted), parsed: the lookups and the evaluation read them.
+    pub references: BTreeMap<String, Result<ImageReference, ImageRefError>>,
 }
 
 impl Workload {
@@ -123,21 +129,32 @@ impl Workload {
         if spec.containers.is_empty() {
             return Err(WorkloadError::NoContainers(kind.to_string()));
         }
-        Ok(Self {
+        let mut workload = Self {
             kind: kind.to_string(),
             name,
             namespace,
             spec,
             raw_spec,
-        })
+            references: BTreeMap::new(),
+        };
+        workload.references = workload
+            .image_names()
+            .map(|image| (image.to_string(), ImageReference::parse(image)))
+            .collect();
+        Ok(workload)
     }
 
     /// Each image once, sorted: what the registry and backend are asked about.
     pub fn distinct_images(&self) -> Vec<String> {
-        let mut images: Vec<&str> = self.image_names().collect();
-        images.sort_unstable();
-        images.dedup();
-        images.into_iter().map(String::from).collect()
+        self.references.keys().cloned().collect()
+    }
+
+    /// `image` parsed: one of the workload's as parsed when it was read, any other now.
+    pub fn reference(&self, image: &str) -> Cow<'_, Result<ImageReference, ImageRefError>> {
+        match self.references.get(image) {
+            Some(parsed) => Cow::Borrowed(parsed),
+            None => Cow::Owned(ImageReference::parse(image)),
+        }
     }
 
     /// Every container's image in the order of [`Workload::images`], borrowed: the decision
