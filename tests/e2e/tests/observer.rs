@@ -10,8 +10,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::Api;
-use serde_json::json;
+use kube::{Api, Client};
+use serde_json::{json, Value};
 use zastava_crds::posture::DriftKind;
 use zastava_crds::RuntimePosture;
 use zastava_e2e::observer::{deploy, deploy_image, has_evidence, node_entry, running_pod};
@@ -19,6 +19,20 @@ use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
     kubectl, metric, unique, wait_for, TestImage, FIELD_MANAGER,
 };
+
+/// A new namespace and an Audit policy of its own governing it with `runtime` settings.
+async fn governed_namespace(client: &Client, prefix: &str, runtime: Value) -> (String, String) {
+    let ns = unique(prefix);
+    let policy = unique(prefix);
+    create_namespace(client, &ns, json!({})).await;
+    apply_policy(
+        client,
+        &policy,
+        json!({"mode": "Audit", "namespaces": [ns], "runtime": runtime}),
+    )
+    .await;
+    (ns, policy)
+}
 
 #[tokio::test]
 async fn inventory_drift_events_and_stop() {
@@ -265,19 +279,12 @@ async fn inventory_drift_events_and_stop() {
 #[tokio::test]
 async fn policy_runtime_rules() {
     let client = client().await;
-    let ns = unique("e2e-obs-net");
-    let policy = unique("e2e-obs-net");
-    create_namespace(&client, &ns, json!({})).await;
-    apply_policy(
+    let (ns, policy) = governed_namespace(
         &client,
-        &policy,
+        "e2e-obs-net",
         json!({
-            "mode": "Audit",
-            "namespaces": [ns],
-            "runtime": {
-                "drift": { "process": false, "library": false, "filesystem": false, "network": true },
-                "allowedListeningPorts": [8080],
-            },
+            "drift": { "process": false, "library": false, "filesystem": false, "network": true },
+            "allowedListeningPorts": [8080],
         }),
     )
     .await;
@@ -353,18 +360,11 @@ fn readelf_build_id(path: &str) -> Option<String> {
 #[tokio::test]
 async fn loaded_libraries_entry_trace_and_library_drift() {
     let client = client().await;
-    let ns = unique("e2e-obs-libs");
-    let policy = unique("e2e-obs-libs");
-    create_namespace(&client, &ns, json!({})).await;
-    apply_policy(
+    let (ns, policy) = governed_namespace(
         &client,
-        &policy,
+        "e2e-obs-libs",
         json!({
-            "mode": "Audit",
-            "namespaces": [ns],
-            "runtime": {
-                "drift": { "process": false, "library": true, "filesystem": false, "network": false },
-            },
+            "drift": { "process": false, "library": true, "filesystem": false, "network": false },
         }),
     )
     .await;

@@ -318,25 +318,26 @@ async fn the_check_cli_verifies_against_the_live_registry() {
                                           "keys": [{"name": "release", "pem": keys.public_pem}]}}},
     });
     std::fs::write(dir.join("policy.json"), policy.to_string()).unwrap();
-    let run = |image: &str| {
+    // The decision the CLI prints for a pod of `image`, once its exit code is the expected one.
+    let check = |image: &str, exit: i32| -> Value {
         std::fs::write(dir.join("pod.json"), pod("team", "p", image)).unwrap();
-        std::process::Command::new(env("ZASTAVA_WEBHOOK_BIN"))
+        let out = std::process::Command::new(env("ZASTAVA_WEBHOOK_BIN"))
             .args(["check", "--policy"])
             .arg(dir.join("policy.json"))
             .arg("--object")
             .arg(dir.join("pod.json"))
             .args(["--insecure-registries", &env("ZASTAVA_REGISTRY")])
             .output()
-            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(exit),
+            "{image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     };
-    let out = run(&signed.by_tag());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decision = check(&signed.by_tag(), 0);
     assert_eq!(decision["images"][0]["signed"], true);
     assert_eq!(
         decision["images"][0]["resolved"],
@@ -357,24 +358,10 @@ async fn the_check_cli_verifies_against_the_live_registry() {
     .await
     .unwrap();
     assert!(!tags.contains(".sig"), "cosign wrote a .sig tag: {tags}");
-    let out = run(&referred.by_tag());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decision = check(&referred.by_tag(), 0);
     assert_eq!(decision["images"][0]["signed"], true);
 
-    let out = run(&unsigned.by_tag());
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decision: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decision = check(&unsigned.by_tag(), 1);
     assert_eq!(decision["decision"], "Deny");
     assert_eq!(decision["images"][0]["signed"], false);
     let _ = std::fs::remove_dir_all(&dir);
