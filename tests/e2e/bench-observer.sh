@@ -31,10 +31,7 @@ RSS_ADDR=127.0.0.1:18092
 TARGET_RSS_MB=30
 
 cluster_was_up=0
-# shellcheck disable=SC1090
-if [[ -s $ENV_FILE ]] && (. "$ENV_FILE" && kubectl get --raw /readyz) >/dev/null 2>&1; then
-  cluster_was_up=1
-fi
+cluster_answers && cluster_was_up=1
 bash tests/e2e/cluster/up.sh
 # shellcheck disable=SC1090
 . "$ENV_FILE"

@@ -8,10 +8,7 @@ cd "$(dirname "$0")/../.."
 . tests/e2e/cluster/lib.sh
 
 cluster_was_up=0
-# shellcheck disable=SC1090
-if [[ -s $ENV_FILE ]] && (. "$ENV_FILE" && kubectl get --raw /readyz) >/dev/null 2>&1; then
-  cluster_was_up=1
-fi
+cluster_answers && cluster_was_up=1
 
 bash tests/e2e/cluster/up.sh
 # shellcheck disable=SC1090

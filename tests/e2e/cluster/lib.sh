@@ -48,6 +48,13 @@ SANDBOX_IMAGE=zastava.local/pause:$BUSYBOX_IMAGE_TAG
 TEST_IMAGE=$REGISTRY_ADDR/zastava/busybox:$BUSYBOX_IMAGE_TAG
 DYN_IMAGE=$REGISTRY_ADDR/zastava/dynamic:$BUSYBOX_IMAGE_TAG
 
+# Whether a cluster of ours answers already: scripts that bring it up tear down only what
+# they started.
+cluster_answers() {
+  # shellcheck disable=SC1090
+  [[ -s $ENV_FILE ]] && (. "$ENV_FILE" && kubectl get --raw /readyz) >/dev/null 2>&1
+}
+
 log() { printf '[zastava-e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
