@@ -43,6 +43,10 @@ trap cleanup EXIT
 
 zastava_build
 zastava_install_crds
+# The tests decide what governs their namespaces; a policy left by `make demo` (its baseline
+# governs every namespace) would deny their pods.
+foreign=$(kubectl get zastavapolicies -o name | grep -v '/e2e-' || true)
+[[ -z $foreign ]] || die "ZastavaPolicies not made by the tests are installed (from make demo?): $(echo $foreign); run make demo-down or delete them"
 zastava_start_operator
 zastava_start_webhook
 zastava_start_observer
