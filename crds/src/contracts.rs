@@ -2,8 +2,6 @@
 //! follow the product documents; every payload carries `schemaVersion`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::posture::Verdict;
 
@@ -47,61 +45,9 @@ pub enum Decision {
     Deny,
 }
 
-/// Canonical JSON: object keys sorted at every level, no insignificant whitespace, so the same
-/// payload hashes the same everywhere.
-pub fn canonical_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    fn sort(value: Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                Value::Object(entries.into_iter().map(|(k, v)| (k, sort(v))).collect())
-            }
-            Value::Array(items) => Value::Array(items.into_iter().map(sort).collect()),
-            other => other,
-        }
-    }
-    serde_json::to_string(&sort(serde_json::to_value(value)?))
-}
-
-/// `sha256:<hex>` of the canonical JSON of `value`.
-pub fn canonical_digest<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    let json = canonical_json(value)?;
-    Ok(format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(json.as_bytes()))
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let a = json!({"b": 1, "a": {"d": [{"z": 1, "y": 2}], "c": null}});
-        assert_eq!(
-            canonical_json(&a).unwrap(),
-            r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#
-        );
-    }
-
-    #[test]
-    fn digest_ignores_key_order_but_not_values() {
-        let one = json!({"containers": [{"name": "a", "image": "x"}]});
-        let same = json!({"containers": [{"image": "x", "name": "a"}]});
-        let other = json!({"containers": [{"image": "y", "name": "a"}]});
-        assert_eq!(
-            canonical_digest(&one).unwrap(),
-            canonical_digest(&same).unwrap()
-        );
-        assert_ne!(
-            canonical_digest(&one).unwrap(),
-            canonical_digest(&other).unwrap()
-        );
-        assert!(canonical_digest(&one).unwrap().starts_with("sha256:"));
-    }
 
     #[test]
     fn decision_uses_the_contract_field_names() {

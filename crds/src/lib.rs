@@ -7,6 +7,7 @@
 // `type_ = ...` items as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod canonical;
 pub mod conditions;
 pub mod contracts;
 pub mod governs;

@@ -17,7 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde_json::{json, Value};
-use zastava_crds::contracts::canonical_digest;
+use zastava_crds::canonical::canonical_digest;
 use zastava_crds::posture::{
     DriftFinding, DriftKind, EntryTraceStep, Evidence, Inventory, LoadedLibrary, NodeObservation,
     ObservedContainer, ObservedFile, ProcessPosture,
@@ -468,7 +468,7 @@ impl RuntimeEvent {
         let mut event = self.clone();
         event.event_id = String::new();
         event.event_id = canonical_digest(&event).unwrap_or_default();
-        zastava_crds::contracts::canonical_json(&event).unwrap_or_default()
+        zastava_crds::canonical::canonical_json(&event).unwrap_or_default()
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::Value;
+use zastava_crds::canonical::CanonicalValue;
 
 use crate::workload::{Workload, WorkloadError};
 
@@ -63,7 +64,7 @@ pub struct Review {
 /// by the parser instead of being built into a JSON tree and dropped. Fields read leniently
 /// (a missing or mistyped field is treated as absent) just as a lookup in a JSON tree would.
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: ReviewBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let review: ReviewBody<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
         Category::Data => ReviewError::Malformed(e.to_string()),
         Category::Io | Category::Syntax | Category::Eof => ReviewError::NotJson(e.to_string()),
     })?;
@@ -139,41 +140,43 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
 /// What [`decode`] reads of a review.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewBody {
+struct ReviewBody<'a> {
     #[serde(default)]
     api_version: Value,
     #[serde(default)]
     kind: Value,
-    #[serde(default)]
-    request: Lenient<RequestBody>,
+    #[serde(borrow, default)]
+    request: Lenient<RequestBody<'a>>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestBody {
+struct RequestBody<'a> {
     #[serde(default)]
     uid: Value,
     #[serde(default)]
     operation: Value,
     #[serde(default)]
     namespace: Value,
-    #[serde(default)]
-    object: Lenient<ObjectBody>,
-    #[serde(default)]
-    old_object: Lenient<ObjectBody>,
+    #[serde(borrow, default)]
+    object: Lenient<ObjectBody<'a>>,
+    #[serde(borrow, default)]
+    old_object: Lenient<ObjectBody<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ObjectBody {
+struct ObjectBody<'a> {
     #[serde(default)]
     kind: Value,
     #[serde(default)]
     metadata: Lenient<MetadataBody>,
-    #[serde(default)]
-    spec: Value,
+    /// Read once, its strings borrowed from the body: the workload takes the pod spec's
+    /// containers and its canonical digest from it.
+    #[serde(borrow, default)]
+    spec: Option<CanonicalValue<'a>>,
 }
 
-impl ObjectBody {
+impl ObjectBody<'_> {
     fn into_workload(self) -> Result<Workload, WorkloadError> {
         let text = |v: Value| match v {
             Value::String(s) => Some(s),
@@ -183,7 +186,7 @@ impl ObjectBody {
             Lenient::Object(m) => (text(m.name), text(m.namespace)),
             Lenient::Missing | Lenient::Other => (None, None),
         };
-        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
+        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec.as_ref())
     }
 }
 

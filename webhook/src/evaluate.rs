@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use zastava_crds::contracts::{
     AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
 };
@@ -214,8 +212,7 @@ pub fn evaluate(
             .min()
             .unwrap_or(defaults.ttl_seconds)
     };
-    let pod_spec_digest =
-        pod_spec_digest(&workload.raw_spec).unwrap_or_else(|e| format!("unavailable: {e}"));
+    let pod_spec_digest = workload.pod_spec_digest.clone();
     Evaluation {
         decision: AdmissionDecision {
             schema_version: ADMISSION_DECISION_SCHEMA.to_string(),
@@ -234,26 +231,6 @@ pub fn evaluate(
         fail_open,
         not_checked,
     }
-}
-
-/// [`canonical_digest`](zastava_crds::contracts::canonical_digest) of a pod spec as parsed. serde_json's object maps keep their keys
-/// sorted (the workspace does not enable `preserve_order`), so a parsed tree written out as it
-/// is is its canonical JSON: it is hashed as it is written, without canonical_digest's sorted
-/// copy of the tree and the String in between. A test holds the two equal.
-fn pod_spec_digest(spec: &Value) -> Result<String, serde_json::Error> {
-    struct Hashing(Sha256);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hashing = Hashing(Sha256::new());
-    serde_json::to_writer(&mut hashing, spec)?;
-    Ok(format!("sha256:{}", hex::encode(hashing.0.finalize())))
 }
 
 /// The policies among `all` that govern `namespace`.
@@ -424,7 +401,7 @@ fn boolean_gate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn pod(images: &[&str]) -> Workload {
         let containers: Vec<_> = images
@@ -435,7 +412,7 @@ mod tests {
         Workload::from_object(json!({"kind": "Pod", "spec": {"containers": containers}})).unwrap()
     }
 
-    fn spec(value: serde_json::Value) -> ZastavaPolicySpec {
+    fn spec(value: Value) -> ZastavaPolicySpec {
         serde_json::from_value(value).unwrap()
     }
 
@@ -651,9 +628,12 @@ mod tests {
                 "volumes": [], "dnsPolicy": "None", "automountServiceAccountToken": false}"#,
         )
         .unwrap();
+        let workload = Workload::from_object(json!({"kind": "Pod", "spec": spec})).unwrap();
         assert_eq!(
-            pod_spec_digest(&spec).unwrap(),
-            zastava_crds::contracts::canonical_digest(&spec).unwrap()
+            decide(&workload, &[], ImageFacts::not_checked())
+                .decision
+                .pod_spec_digest,
+            zastava_crds::canonical::canonical_digest(&spec).unwrap()
         );
     }
 

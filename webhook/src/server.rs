@@ -373,7 +373,7 @@ async fn labels_from_api(client: &Client, namespace: &str) -> BTreeMap<String, S
     }
 }
 
-/// The canonical JSON of `decision`, as [`zastava_crds::contracts::canonical_json`] makes it,
+/// The canonical JSON of `decision`, as [`zastava_crds::canonical::canonical_json`] makes it,
 /// for the decision log: written straight from the decision with the keys in sorted order,
 /// where canonical_json builds a JSON tree of it, copies that sorted, and writes the copy (a
 /// good part of a warm decision's time). The contract types are destructured, so a field added
@@ -563,7 +563,8 @@ pub async fn serve_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zastava_crds::contracts::{canonical_json, ADMISSION_DECISION_SCHEMA};
+    use zastava_crds::canonical::canonical_json;
+    use zastava_crds::contracts::ADMISSION_DECISION_SCHEMA;
 
     #[test]
     fn the_logged_decision_is_its_canonical_json() {

@@ -5,36 +5,99 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+use zastava_crds::canonical::CanonicalValue;
 use zastava_crds::image::{ImageRefError, ImageReference};
 
 /// The part of a pod spec a decision reads: the containers' names and images and the pull
 /// secrets. The rest is the API server's to validate (it has, before any webhook is called);
 /// reading the whole `PodSpec` cost more than the decision itself on a warm cache.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodSpec {
-    #[serde(default)]
     pub containers: Vec<Container>,
-    #[serde(default)]
     pub init_containers: Option<Vec<Container>>,
-    #[serde(default)]
     pub ephemeral_containers: Option<Vec<Container>>,
-    #[serde(default)]
     pub image_pull_secrets: Option<Vec<SecretName>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Container {
     pub name: String,
-    #[serde(default)]
     pub image: Option<String>,
 }
 
 /// A `LocalObjectReference` to a Secret of the pod's namespace.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SecretName {
-    #[serde(default)]
     pub name: String,
+}
+
+impl PodSpec {
+    /// Reads the fields above out of a pod spec; a field of the wrong type is an error that
+    /// names it (`initContainers[0].image: expected a string, got a number`).
+    fn read(spec: &CanonicalValue) -> Result<Self, String> {
+        let containers = |field: &str| -> Result<Option<Vec<Container>>, String> {
+            list(spec, field, |at, c| {
+                Ok(Container {
+                    name: text(c, "name")
+                        .map_err(|e| format!("{field}[{at}].{e}"))?
+                        .ok_or_else(|| format!("{field}[{at}]: has no name"))?,
+                    image: text(c, "image").map_err(|e| format!("{field}[{at}].{e}"))?,
+                })
+            })
+        };
+        Ok(Self {
+            containers: containers("containers")?.unwrap_or_default(),
+            init_containers: containers("initContainers")?,
+            ephemeral_containers: containers("ephemeralContainers")?,
+            image_pull_secrets: list(spec, "imagePullSecrets", |at, s| {
+                Ok(SecretName {
+                    name: text(s, "name")
+                        .map_err(|e| format!("imagePullSecrets[{at}].{e}"))?
+                        .unwrap_or_default(),
+                })
+            })?,
+        })
+    }
+}
+
+/// The list `field` of `object`, each item an object read by `item`; `None` when absent.
+fn list<T>(
+    object: &CanonicalValue,
+    field: &str,
+    item: impl Fn(usize, &CanonicalValue) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
+    let Some(value) = object.get(field) else {
+        return Ok(None);
+    };
+    let items = value
+        .as_array()
+        .ok_or_else(|| format!("{field}: expected a list, got {}", value.kind()))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(at, value)| {
+            if value.is_object() {
+                item(at, value)
+            } else {
+                Err(format!(
+                    "{field}[{at}]: expected an object, got {}",
+                    value.kind()
+                ))
+            }
+        })
+        .collect::<Result<Vec<T>, String>>()
+        .map(Some)
+}
+
+/// The string `field` of `object`; `None` when absent.
+fn text(object: &CanonicalValue, field: &str) -> Result<Option<String>, String> {
+    match object.get(field) {
+        None => Ok(None),
+        Some(value) => value
+            .as_str()
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| format!("{field}: expected a string, got {}", value.kind())),
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,15 +136,15 @@ pub struct Workload {
     pub name: Option<String>,
     pub namespace: Option<String>,
     pub spec: PodSpec,
-    /// The pod spec exactly as sent, for the decision's `podSpecDigest`.
-    pub raw_spec: Value,
+    /// `sha256:<hex>` of the pod spec's canonical JSON: the decision's `podSpecDigest`.
+    pub pod_spec_digest: String,
     /// Each image once (sorted), parsed: the lookups and the evaluation read them.
     pub references: BTreeMap<String, Result<ImageReference, ImageRefError>>,
 }
 
 impl Workload {
     /// Reads the pod spec out of a Pod or a workload object.
-    pub fn from_object(mut object: Value) -> Result<Self, WorkloadError> {
+    pub fn from_object(object: Value) -> Result<Self, WorkloadError> {
         let text = |pointer: &str| {
             object
                 .pointer(pointer)
@@ -93,38 +156,45 @@ impl Workload {
             text("/metadata/name"),
             text("/metadata/namespace"),
         );
-        let spec = object.get_mut("spec").map(Value::take).unwrap_or_default();
-        Self::from_parts(kind.as_deref(), name, namespace, spec)
+        // Any `Value` reads as one.
+        let spec = object
+            .get("spec")
+            .and_then(|spec| CanonicalValue::deserialize(spec).ok());
+        Self::from_parts(kind.as_deref(), name, namespace, spec.as_ref())
     }
 
     /// The same as [`Workload::from_object`], from the parts of the object it reads: its
-    /// `kind`, `metadata.name`, `metadata.namespace` and `spec` (taken, not copied).
+    /// `kind`, `metadata.name`, `metadata.namespace` and `spec` (the admission path reads the
+    /// spec out of the request body straight into a [`CanonicalValue`]).
     pub fn from_parts(
         kind: Option<&str>,
         name: Option<String>,
         namespace: Option<String>,
-        mut spec: Value,
+        spec: Option<&CanonicalValue>,
     ) -> Result<Self, WorkloadError> {
         let kind = kind.ok_or(WorkloadError::NoKind)?;
-        let path: &'static str = match kind {
-            "Pod" => "/spec",
+        let (path, members): (&'static str, &[&str]) = match kind {
+            "Pod" => ("/spec", &[]),
             "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
-                "/spec/template/spec"
+                ("/spec/template/spec", &["template", "spec"])
             }
-            "CronJob" => "/spec/jobTemplate/spec/template/spec",
+            "CronJob" => (
+                "/spec/jobTemplate/spec/template/spec",
+                &["jobTemplate", "spec", "template", "spec"],
+            ),
             other => return Err(WorkloadError::UnsupportedKind(other.to_string())),
         };
-        let raw_spec = spec
-            .pointer_mut(&path["/spec".len()..])
-            .filter(|v| v.is_object())
-            .map(Value::take)
+        let pod_spec = members
+            .iter()
+            .fold(spec, |object, name| object.and_then(|o| o.get(name)))
+            .filter(|spec| spec.is_object())
             .ok_or_else(|| WorkloadError::NoPodSpec {
                 kind: kind.to_string(),
                 path,
             })?;
-        let spec = PodSpec::deserialize(&raw_spec).map_err(|e| WorkloadError::Malformed {
+        let spec = PodSpec::read(pod_spec).map_err(|error| WorkloadError::Malformed {
             kind: kind.to_string(),
-            error: e.to_string(),
+            error,
         })?;
         if spec.containers.is_empty() {
             return Err(WorkloadError::NoContainers(kind.to_string()));
@@ -134,7 +204,7 @@ impl Workload {
             name,
             namespace,
             spec,
-            raw_spec,
+            pod_spec_digest: pod_spec.digest(),
             references: BTreeMap::new(),
         };
         workload.references = workload
@@ -271,6 +341,14 @@ mod tests {
         assert_eq!(
             Workload::from_object(json!({"kind": "Pod", "spec": {"containers": []}})),
             Err(WorkloadError::NoContainers("Pod".into()))
+        );
+        assert_eq!(
+            Workload::from_object(json!({"kind": "Deployment", "spec": {"template": {"spec":
+                {"containers": [{"name": "app", "image": "a:1"}, {"name": "b", "image": 7}]}}}})),
+            Err(WorkloadError::Malformed {
+                kind: "Deployment".into(),
+                error: "containers[1].image: expected a string, got a number".into()
+            })
         );
         for malformed in [
             json!({"containers": "nope"}),
