@@ -179,6 +179,18 @@ impl ImageReference {
             digest,
         })
     }
+
+    /// `registry/repository:tag`, the tag `latest` when the reference names none.
+    pub fn tagged(&self) -> String {
+        let tag = self.tag.as_deref().unwrap_or("latest");
+        // `concat` rather than `format!`: the admission path builds these on every decision.
+        [self.registry.as_str(), "/", &self.repository, ":", tag].concat()
+    }
+
+    /// `registry/repository@digest`: the image pinned to `digest`.
+    pub fn pinned(&self, digest: &str) -> String {
+        [self.registry.as_str(), "/", &self.repository, "@", digest].concat()
+    }
 }
 
 impl fmt::Display for ImageReference {
@@ -252,6 +264,17 @@ mod tests {
     /// The grammar functions agree with the distribution spec's regular expressions on every
     /// string over an alphabet of the characters that matter, up to length 5, and on longer
     /// strings around the length limits.
+    #[test]
+    fn tagged_and_pinned_names_are_normalized() {
+        let r = ImageReference::parse("busybox").unwrap();
+        assert_eq!(r.tagged(), "docker.io/library/busybox:latest");
+        assert_eq!(r.pinned("sha256:ab"), "docker.io/library/busybox@sha256:ab");
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let r = ImageReference::parse(&format!("LOCALHOST:5000/a/b:v1@{digest}")).unwrap();
+        assert_eq!(r.tagged(), "localhost:5000/a/b:v1");
+        assert_eq!(r.pinned("sha256:ef"), "localhost:5000/a/b@sha256:ef");
+    }
+
     #[test]
     fn grammar_functions_match_the_spec_regexes() {
         let path = Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").unwrap();

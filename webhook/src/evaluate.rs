@@ -122,11 +122,9 @@ pub fn evaluate(
         let parsed = parsed.as_ref().as_ref();
         let mut entry = ImageDecision {
             name: image.to_string(),
-            resolved: parsed.ok().and_then(|r| {
-                r.digest
-                    .as_ref()
-                    .map(|d| format!("{}/{}@{d}", r.registry, r.repository))
-            }),
+            resolved: parsed
+                .ok()
+                .and_then(|r| r.digest.as_ref().map(|d| r.pinned(d))),
             signed: None,
             has_sbom_referrers: None,
             policy_verdict: Verdict::Pass,
@@ -135,7 +133,7 @@ pub fn evaluate(
         for policy in policies {
             let image_facts = facts(image, policy);
             if let (Ok(r), Check::Known(d)) = (&parsed, &image_facts.digest) {
-                entry.resolved = Some(format!("{}/{}@{d}", r.registry, r.repository));
+                entry.resolved = Some(r.pinned(d));
             }
             // Each policy verifies against its own keys; the image counts as signed (or as
             // having an SBOM) only when every policy that asked agrees.

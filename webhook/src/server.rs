@@ -269,16 +269,10 @@ impl App {
         let digest = match &reference.digest {
             Some(digest) => digest.clone(),
             None => {
-                let key = format!(
-                    "{}/{}:{}",
-                    reference.registry,
-                    reference.repository,
-                    reference.tag.as_deref().unwrap_or("latest")
-                );
                 let (digest, _) = self
                     .resolved
                     .get_or_load(
-                        key,
+                        reference.tagged(),
                         |_| false,
                         || async {
                             let auth = self
@@ -295,7 +289,7 @@ impl App {
         let (facts, lookup) = self
             .facts
             .get_or_load(
-                format!("{}/{}@{digest}", reference.registry, reference.repository),
+                reference.pinned(&digest),
                 |f: &Arc<RegistryFacts>| f.is_negative(),
                 || async {
                     let auth = self
