@@ -9,8 +9,8 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use zastava_crds::canonical::CanonicalValue;
 
 use crate::workload::{Workload, WorkloadError};
 
@@ -170,10 +170,10 @@ struct ObjectBody<'a> {
     kind: Value,
     #[serde(default)]
     metadata: Lenient<MetadataBody>,
-    /// Read once, its strings borrowed from the body: the workload takes the pod spec's
-    /// containers and its canonical digest from it.
+    /// Borrowed from the body as JSON text: the workload reads the pod spec's containers
+    /// and its canonical digest out of it.
     #[serde(borrow, default)]
-    spec: Option<CanonicalValue<'a>>,
+    spec: Option<&'a RawValue>,
 }
 
 impl ObjectBody<'_> {
@@ -186,7 +186,7 @@ impl ObjectBody<'_> {
             Lenient::Object(m) => (text(m.name), text(m.namespace)),
             Lenient::Missing | Lenient::Other => (None, None),
         };
-        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec.as_ref())
+        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
     }
 }
 

@@ -4,100 +4,39 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use zastava_crds::canonical::CanonicalValue;
+use zastava_crds::canonical::canonical_json_digest;
 use zastava_crds::image::{ImageRefError, ImageReference};
 
 /// The part of a pod spec a decision reads: the containers' names and images and the pull
 /// secrets. The rest is the API server's to validate (it has, before any webhook is called);
 /// reading the whole `PodSpec` cost more than the decision itself on a warm cache.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodSpec {
+    #[serde(default)]
     pub containers: Vec<Container>,
+    #[serde(default)]
     pub init_containers: Option<Vec<Container>>,
+    #[serde(default)]
     pub ephemeral_containers: Option<Vec<Container>>,
+    #[serde(default)]
     pub image_pull_secrets: Option<Vec<SecretName>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Container {
     pub name: String,
+    #[serde(default)]
     pub image: Option<String>,
 }
 
 /// A `LocalObjectReference` to a Secret of the pod's namespace.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct SecretName {
+    #[serde(default)]
     pub name: String,
-}
-
-impl PodSpec {
-    /// Reads the fields above out of a pod spec; a field of the wrong type is an error that
-    /// names it (`initContainers[0].image: expected a string, got a number`).
-    fn read(spec: &CanonicalValue) -> Result<Self, String> {
-        let containers = |field: &str| -> Result<Option<Vec<Container>>, String> {
-            list(spec, field, |at, c| {
-                Ok(Container {
-                    name: text(c, "name")
-                        .map_err(|e| format!("{field}[{at}].{e}"))?
-                        .ok_or_else(|| format!("{field}[{at}]: has no name"))?,
-                    image: text(c, "image").map_err(|e| format!("{field}[{at}].{e}"))?,
-                })
-            })
-        };
-        Ok(Self {
-            containers: containers("containers")?.unwrap_or_default(),
-            init_containers: containers("initContainers")?,
-            ephemeral_containers: containers("ephemeralContainers")?,
-            image_pull_secrets: list(spec, "imagePullSecrets", |at, s| {
-                Ok(SecretName {
-                    name: text(s, "name")
-                        .map_err(|e| format!("imagePullSecrets[{at}].{e}"))?
-                        .unwrap_or_default(),
-                })
-            })?,
-        })
-    }
-}
-
-/// The list `field` of `object`, each item an object read by `item`; `None` when absent.
-fn list<T>(
-    object: &CanonicalValue,
-    field: &str,
-    item: impl Fn(usize, &CanonicalValue) -> Result<T, String>,
-) -> Result<Option<Vec<T>>, String> {
-    let Some(value) = object.get(field) else {
-        return Ok(None);
-    };
-    let items = value
-        .as_array()
-        .ok_or_else(|| format!("{field}: expected a list, got {}", value.kind()))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(at, value)| {
-            if value.is_object() {
-                item(at, value)
-            } else {
-                Err(format!(
-                    "{field}[{at}]: expected an object, got {}",
-                    value.kind()
-                ))
-            }
-        })
-        .collect::<Result<Vec<T>, String>>()
-        .map(Some)
-}
-
-/// The string `field` of `object`; `None` when absent.
-fn text(object: &CanonicalValue, field: &str) -> Result<Option<String>, String> {
-    match object.get(field) {
-        None => Ok(None),
-        Some(value) => value
-            .as_str()
-            .map(|s| Some(s.to_string()))
-            .ok_or_else(|| format!("{field}: expected a string, got {}", value.kind())),
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -156,21 +95,21 @@ impl Workload {
             text("/metadata/name"),
             text("/metadata/namespace"),
         );
-        // Any `Value` reads as one.
+        // Writing out a `Value` cannot fail: its keys are strings.
         let spec = object
             .get("spec")
-            .and_then(|spec| CanonicalValue::deserialize(spec).ok());
-        Self::from_parts(kind.as_deref(), name, namespace, spec.as_ref())
+            .and_then(|spec| serde_json::value::to_raw_value(spec).ok());
+        Self::from_parts(kind.as_deref(), name, namespace, spec.as_deref())
     }
 
     /// The same as [`Workload::from_object`], from the parts of the object it reads: its
-    /// `kind`, `metadata.name`, `metadata.namespace` and `spec` (the admission path reads the
-    /// spec out of the request body straight into a [`CanonicalValue`]).
+    /// `kind`, `metadata.name`, `metadata.namespace` and `spec`, as JSON text (the admission
+    /// path borrows it from the request body: the pod spec is read, never built as a tree).
     pub fn from_parts(
         kind: Option<&str>,
         name: Option<String>,
         namespace: Option<String>,
-        spec: Option<&CanonicalValue>,
+        spec: Option<&RawValue>,
     ) -> Result<Self, WorkloadError> {
         let kind = kind.ok_or(WorkloadError::NoKind)?;
         let (path, members): (&'static str, &[&str]) = match kind {
@@ -186,16 +125,17 @@ impl Workload {
         };
         let pod_spec = members
             .iter()
-            .fold(spec, |object, name| object.and_then(|o| o.get(name)))
-            .filter(|spec| spec.is_object())
+            .fold(spec, |object, name| object.and_then(|o| member(o, name)))
+            .filter(|spec| is_object(spec))
             .ok_or_else(|| WorkloadError::NoPodSpec {
                 kind: kind.to_string(),
                 path,
             })?;
-        let spec = PodSpec::read(pod_spec).map_err(|error| WorkloadError::Malformed {
+        let malformed = |error: serde_json::Error| WorkloadError::Malformed {
             kind: kind.to_string(),
-            error,
-        })?;
+            error: error.to_string(),
+        };
+        let spec: PodSpec = serde_json::from_str(pod_spec.get()).map_err(malformed)?;
         if spec.containers.is_empty() {
             return Err(WorkloadError::NoContainers(kind.to_string()));
         }
@@ -204,7 +144,8 @@ impl Workload {
             name,
             namespace,
             spec,
-            pod_spec_digest: pod_spec.digest(),
+            // Text serde_json has read as JSON: it has a canonical form.
+            pod_spec_digest: canonical_json_digest(pod_spec.get()).map_err(malformed)?,
             references: BTreeMap::new(),
         };
         workload.references = workload
@@ -270,6 +211,38 @@ impl Workload {
                 image: c.image.clone().unwrap_or_default(),
             });
         init.chain(app).chain(ephemeral).collect()
+    }
+}
+
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+}
+
+/// The member `name` of the JSON object `object`, borrowed; `None` when `object` is not an
+/// object or has no such member, or has it as `null`.
+fn member<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+    /// The members a path to a pod spec goes through.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Members<'a> {
+        #[serde(borrow, default)]
+        template: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        spec: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        job_template: Option<&'a RawValue>,
+    }
+    if !is_object(object) {
+        return None;
+    }
+    // Text serde_json has read as JSON: only a repeated member fails here, and such an
+    // object has no one member of the name either.
+    let members: Members<'a> = serde_json::from_str(object.get()).ok()?;
+    match name {
+        "template" => members.template,
+        "spec" => members.spec,
+        "jobTemplate" => members.job_template,
+        _ => None,
     }
 }
 
@@ -347,7 +320,7 @@ mod tests {
                 {"containers": [{"name": "app", "image": "a:1"}, {"name": "b", "image": 7}]}}}})),
             Err(WorkloadError::Malformed {
                 kind: "Deployment".into(),
-                error: "containers[1].image: expected a string, got a number".into()
+                error: "invalid type: integer `7`, expected a string at line 1 column 54".into()
             })
         );
         for malformed in [
