@@ -1,6 +1,7 @@
 //! `admission.k8s.io/v1` AdmissionReview in and out, as plain data: what the server decodes
 //! before deciding, and the response it sends back.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,7 +11,6 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::workload::{Workload, WorkloadError};
 
@@ -81,8 +81,8 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
         Lenient::Other => RequestBody::default(),
         Lenient::Object(request) => request,
     };
-    let uid = match request.uid {
-        Value::String(uid) if !uid.is_empty() => uid,
+    let uid = match request.uid.as_str() {
+        Some(uid) if !uid.is_empty() => uid.to_string(),
         _ => return Err(ReviewError::NoUid),
     };
     let operation = request.operation.as_str().unwrap_or_default().to_string();
@@ -123,12 +123,12 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
             }
         }
     }
-    let namespace = match request.namespace {
-        Value::String(namespace) => Some(namespace),
-        _ => None,
-    }
-    .or_else(|| workload.namespace.clone())
-    .unwrap_or_default();
+    let namespace = request
+        .namespace
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| workload.namespace.clone())
+        .unwrap_or_default();
     Ok(Request::Decide(Box::new(Review {
         uid,
         namespace,
@@ -141,10 +141,10 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewBody<'a> {
-    #[serde(default)]
-    api_version: Value,
-    #[serde(default)]
-    kind: Value,
+    #[serde(borrow, default)]
+    api_version: Text<'a>,
+    #[serde(borrow, default)]
+    kind: Text<'a>,
     #[serde(borrow, default)]
     request: Lenient<RequestBody<'a>>,
 }
@@ -152,12 +152,12 @@ struct ReviewBody<'a> {
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestBody<'a> {
-    #[serde(default)]
-    uid: Value,
-    #[serde(default)]
-    operation: Value,
-    #[serde(default)]
-    namespace: Value,
+    #[serde(borrow, default)]
+    uid: Text<'a>,
+    #[serde(borrow, default)]
+    operation: Text<'a>,
+    #[serde(borrow, default)]
+    namespace: Text<'a>,
     #[serde(borrow, default)]
     object: Lenient<ObjectBody<'a>>,
     #[serde(borrow, default)]
@@ -166,10 +166,10 @@ struct RequestBody<'a> {
 
 #[derive(Deserialize)]
 struct ObjectBody<'a> {
-    #[serde(default)]
-    kind: Value,
-    #[serde(default)]
-    metadata: Lenient<MetadataBody>,
+    #[serde(borrow, default)]
+    kind: Text<'a>,
+    #[serde(borrow, default)]
+    metadata: Lenient<MetadataBody<'a>>,
     /// Borrowed from the body as JSON text: the workload reads the pod spec's containers
     /// and its canonical digest out of it.
     #[serde(borrow, default)]
@@ -178,12 +178,8 @@ struct ObjectBody<'a> {
 
 impl ObjectBody<'_> {
     fn into_workload(self) -> Result<Workload, WorkloadError> {
-        let text = |v: Value| match v {
-            Value::String(s) => Some(s),
-            _ => None,
-        };
         let (name, namespace) = match self.metadata {
-            Lenient::Object(m) => (text(m.name), text(m.namespace)),
+            Lenient::Object(m) => (m.name.into_string(), m.namespace.into_string()),
             Lenient::Missing | Lenient::Other => (None, None),
         };
         Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
@@ -191,11 +187,83 @@ impl ObjectBody<'_> {
 }
 
 #[derive(Deserialize)]
-struct MetadataBody {
-    #[serde(default)]
-    name: Value,
-    #[serde(default)]
-    namespace: Value,
+struct MetadataBody<'a> {
+    #[serde(borrow, default)]
+    name: Text<'a>,
+    #[serde(borrow, default)]
+    namespace: Text<'a>,
+}
+
+/// A field that should hold a string: the string, borrowed from the body unless it has
+/// escapes, or nothing when the field is absent or holds something else. (Read as a `Value`,
+/// each of a review's small string fields was a copy of its own.)
+#[derive(Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl Text<'_> {
+    fn as_str(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    fn into_string(self) -> Option<String> {
+        self.0.map(Cow::into_owned)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+        }
+        deserializer.deserialize_any(Visit(PhantomData))
+    }
 }
 
 /// A field that should hold a JSON object: absent, something else (null, a string ...), or
@@ -351,7 +419,7 @@ struct StatusOut<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn review(request: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
