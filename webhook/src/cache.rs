@@ -68,8 +68,12 @@ pub enum Lookup {
     Miss,
 }
 
+/// Keys are hashed on every lookup; SipHash (the default) was a sixth of a warm cache hit.
+/// foldhash is seeded per process, like the default.
+type Hasher = foldhash::quality::RandomState;
+
 pub struct TtlCache<K, V> {
-    inner: Cache<K, Timed<V>>,
+    inner: Cache<K, Timed<V>, Hasher>,
     ttls: Arc<Ttls>,
 }
 
@@ -83,7 +87,7 @@ where
             inner: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(PerEntryTtl)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             ttls,
         }
     }
