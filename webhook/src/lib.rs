@@ -19,7 +19,7 @@ pub mod workload;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use decision_log::DecisionLog;
@@ -109,8 +109,8 @@ pub fn app(
     let (positive, negative) = set.ttls();
     let ttls = Arc::new(Ttls::new(positive, negative));
     Arc::new(App {
-        policies: RwLock::new(Arc::new(set)),
-        drifted: RwLock::default(),
+        policies: arc_swap::ArcSwap::from_pointee(set),
+        drifted: arc_swap::ArcSwap::default(),
         registry: Registry::new(
             config.insecure_registries.clone(),
             Duration::from_millis(config.registry_timeout_ms),

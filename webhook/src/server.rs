@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -39,9 +41,12 @@ use crate::tls::CertStore;
 
 /// Everything a decision needs, shared by all connections.
 pub struct App {
-    pub policies: RwLock<Arc<PolicySet>>,
+    /// Read on every decision by both runtime threads: an `ArcSwap` load takes no lock and
+    /// leaves the shared reference count alone (a `RwLock<Arc<_>>` read is two atomic writes
+    /// to a shared cache line each time, and showed in profiles of concurrent decisions).
+    pub policies: ArcSwap<PolicySet>,
     /// Digests the node observers reported drifting (for `runtime.denyDriftedImages`).
-    pub drifted: RwLock<Arc<DriftedDigests>>,
+    pub drifted: ArcSwap<DriftedDigests>,
     pub registry: Registry,
     /// Tag reference → digest.
     pub resolved: TtlCache<String, String>,
@@ -61,22 +66,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn policy_set(&self) -> Arc<PolicySet> {
-        self.policies
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn policy_set(&self) -> Guard<Arc<PolicySet>> {
+        self.policies.load()
     }
 
-    pub fn drifted(&self) -> Arc<DriftedDigests> {
-        self.drifted
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn drifted(&self) -> Guard<Arc<DriftedDigests>> {
+        self.drifted.load()
     }
 
     pub fn set_drifted(&self, drifted: DriftedDigests) {
-        *self.drifted.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(drifted);
+        self.drifted.store(Arc::new(drifted));
     }
 
     /// Installs a new policy set; drops every cached fact when a policy changed.
@@ -85,7 +84,7 @@ impl App {
         self.ttls.set(positive, negative);
         self.metrics.policies.set(set.policies.len() as i64);
         let changed = self.policy_set().fingerprint() != set.fingerprint();
-        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        self.policies.store(Arc::new(set));
         if changed {
             self.resolved.invalidate_all();
             self.facts.invalidate_all();
