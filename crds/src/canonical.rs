@@ -204,42 +204,54 @@ impl<'a> CanonicalWriter<'a> {
     }
 
     fn array(&mut self, depth: usize) -> Result<(), serde_json::Error> {
-        self.expect(b'[')?;
-        self.out.push(b'[');
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            self.out.push(b']');
+        if self.open(b'[', b']')? {
             return Ok(());
         }
         loop {
             self.whitespace();
             self.value(depth + 1)?;
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.at += 1;
-                    self.out.push(b',');
-                }
-                Some(b']') => {
-                    self.at += 1;
-                    self.out.push(b']');
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
+            if !self.comma_or(b']')? {
+                return Ok(());
             }
         }
     }
 
+    /// Reads and writes `open`; when `close` follows at once, reads and writes it too and
+    /// says the array or object is empty.
+    fn open(&mut self, open: u8, close: u8) -> Result<bool, serde_json::Error> {
+        self.expect(open)?;
+        self.out.push(open);
+        self.whitespace();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.at += 1;
+            self.out.push(close);
+        }
+        Ok(empty)
+    }
+
+    /// After an element or member: a `,` (another follows: true) or `close` (false), written.
+    fn comma_or(&mut self, close: u8) -> Result<bool, serde_json::Error> {
+        self.whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                self.out.push(b',');
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.at += 1;
+                self.out.push(close);
+                Ok(false)
+            }
+            _ => Err(self.error(&format!("expected `,` or `{}`", close as char))),
+        }
+    }
+
     fn object(&mut self, depth: usize) -> Result<(), serde_json::Error> {
-        self.expect(b'{')?;
         let start = self.out.len();
         let first = self.members.len();
-        self.out.push(b'{');
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            self.out.push(b'}');
+        if self.open(b'{', b'}')? {
             return Ok(());
         }
         loop {
@@ -265,18 +277,8 @@ impl<'a> CanonicalWriter<'a> {
                 start: member_start,
                 end: self.out.len(),
             });
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.at += 1;
-                    self.out.push(b',');
-                }
-                Some(b'}') => {
-                    self.at += 1;
-                    self.out.push(b'}');
-                    break;
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
+            if !self.comma_or(b'}')? {
+                break;
             }
         }
         self.sort_members(start, first);
