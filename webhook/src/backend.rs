@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zastava_crds::posture::Verdict;
 
-use crate::cache::TtlCache;
+use crate::cache::{Lifetime, TtlCache};
 use crate::metrics::Metrics;
 
 /// The backend's answers by (backend URL, image); an error names why there is none.
@@ -65,11 +65,11 @@ impl Backend {
                     Some(cache) => cache
                         .get_or_load(
                             (url.clone(), image.clone()),
-                            |r| r.policy_verdict != Verdict::Pass,
+                            |r| Lifetime::negative_if(r.policy_verdict != Verdict::Pass),
                             load,
                         )
                         .await
-                        .map(|(r, _)| r)
+                        .map(|cached| cached.value)
                         .map_err(|e| e.as_ref().clone()),
                     None => load().await,
                 };

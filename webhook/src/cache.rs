@@ -2,7 +2,8 @@
 //!
 //! - Each entry lives for the TTL chosen when it was loaded: the positive TTL, or the short
 //!   negative TTL for values that would lead to a deny (so a freshly signed image is admitted
-//!   soon after it is signed).
+//!   soon after it is signed), and never past the `until` its loader gave (a value taken from
+//!   another cache expires with the entry it came from).
 //! - A failed load is never cached: the next lookup tries again.
 //! - Concurrent lookups of one key share one load.
 //! - `invalidate_all` drops everything (the server calls it when a policy's generation changes).
@@ -19,14 +20,32 @@ use moka::Expiry;
 #[derive(Clone)]
 struct Timed<V> {
     value: V,
-    ttl: Duration,
+    expires: Instant,
 }
 
 struct PerEntryTtl;
 
 impl<K, V> Expiry<K, Timed<V>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &K, entry: &Timed<V>, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
+    fn expire_after_create(&self, _: &K, entry: &Timed<V>, created: Instant) -> Option<Duration> {
+        Some(entry.expires.saturating_duration_since(created))
+    }
+}
+
+/// How long a loaded value is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// The short negative TTL instead of the positive one: the value leads to a deny.
+    pub negative: bool,
+    /// Never past this instant: a value derived from another cache's entry goes with it.
+    pub until: Option<Instant>,
+}
+
+impl Lifetime {
+    pub fn negative_if(negative: bool) -> Self {
+        Self {
+            negative,
+            until: None,
+        }
     }
 }
 
@@ -68,6 +87,14 @@ pub enum Lookup {
     Miss,
 }
 
+/// A value from the cache, whether it was there, and when its entry expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cached<V> {
+    pub value: V,
+    pub lookup: Lookup,
+    pub expires: Instant,
+}
+
 /// Keys are hashed on every lookup; SipHash (the default) was a sixth of a warm cache hit.
 /// foldhash is seeded per process, like the default.
 type Hasher = foldhash::quality::RandomState;
@@ -93,14 +120,14 @@ where
     }
 
     /// The cached value of `key`, or the result of `load()` (shared with concurrent lookups of
-    /// the same key). `negative` tells which TTL a loaded value gets. Errors are returned to
+    /// the same key). `lifetime` tells how long a loaded value is kept. Errors are returned to
     /// every waiter and not cached.
     pub async fn get_or_load<E, F>(
         &self,
         key: K,
-        negative: impl Fn(&V) -> bool,
+        lifetime: impl Fn(&V) -> Lifetime,
         load: impl FnOnce() -> F,
-    ) -> Result<(V, Lookup), Arc<E>>
+    ) -> Result<Cached<V>, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
@@ -109,18 +136,22 @@ where
         // miss: carried inline, its state machine (several KB) made every lookup, hit or not,
         // copy it through the entry API's futures.
         if let Some(entry) = self.inner.get(&key).await {
-            return Ok((entry.value, Lookup::Hit));
+            return Ok(Cached {
+                value: entry.value,
+                lookup: Lookup::Hit,
+                expires: entry.expires,
+            });
         }
         // Boxed too: moka's entry futures are large and only a miss needs them.
-        Box::pin(self.load(key, negative, load())).await
+        Box::pin(self.load(key, lifetime, load())).await
     }
 
     async fn load<E, F>(
         &self,
         key: K,
-        negative: impl Fn(&V) -> bool,
+        lifetime: impl Fn(&V) -> Lifetime,
         load: F,
-    ) -> Result<(V, Lookup), Arc<E>>
+    ) -> Result<Cached<V>, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
@@ -131,8 +162,10 @@ where
             .entry(key)
             .or_try_insert_with(async move {
                 let value = load.await?;
-                let ttl = ttls.for_value(negative(&value));
-                Ok(Timed { value, ttl })
+                let Lifetime { negative, until } = lifetime(&value);
+                let expires = Instant::now() + ttls.for_value(negative);
+                let expires = until.map_or(expires, |until| expires.min(until));
+                Ok(Timed { value, expires })
             })
             .await?;
         // Not fresh: another lookup loaded it between the read above and this one.
@@ -141,7 +174,12 @@ where
         } else {
             Lookup::Hit
         };
-        Ok((entry.into_value().value, lookup))
+        let Timed { value, expires } = entry.into_value();
+        Ok(Cached {
+            value,
+            lookup,
+            expires,
+        })
     }
 
     pub fn invalidate_all(&self) {
@@ -172,13 +210,14 @@ mod tests {
     ) -> Result<(u32, Lookup), Arc<&'static str>> {
         c.get_or_load(
             key.to_string(),
-            |v| *v == 0,
+            |v| Lifetime::negative_if(*v == 0),
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 value
             },
         )
         .await
+        .map(|cached| (cached.value, cached.lookup))
     }
 
     #[tokio::test]
@@ -221,6 +260,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_value_is_not_kept_past_its_until() {
+        let c = cache(60_000, 60_000);
+        let until = Instant::now() + Duration::from_millis(100);
+        let capped = |_: &u32| Lifetime {
+            negative: false,
+            until: Some(until),
+        };
+        let first = c
+            .get_or_load("a".to_string(), capped, || async { Ok::<_, ()>(1) })
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.value, first.lookup, first.expires),
+            (1, Lookup::Miss, until)
+        );
+        let hit = c
+            .get_or_load("a".to_string(), capped, || async { Ok::<_, ()>(2) })
+            .await
+            .unwrap();
+        assert_eq!(
+            (hit.value, hit.lookup, hit.expires),
+            (1, Lookup::Hit, until)
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let reloaded = c
+            .get_or_load(
+                "a".to_string(),
+                |_| Lifetime::negative_if(false),
+                || async { Ok::<_, ()>(3) },
+            )
+            .await
+            .unwrap();
+        assert_eq!((reloaded.value, reloaded.lookup), (3, Lookup::Miss));
+        assert!(reloaded.expires > Instant::now() + Duration::from_secs(59));
+    }
+
+    #[tokio::test]
     async fn errors_are_not_cached() {
         let c = cache(60_000, 60_000);
         let calls = AtomicUsize::new(0);
@@ -246,7 +322,7 @@ mod tests {
             tokio::spawn(async move {
                 c.get_or_load(
                     "k".to_string(),
-                    |_| false,
+                    |_| Lifetime::negative_if(false),
                     || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -262,7 +338,7 @@ mod tests {
         let misses = results
             .into_iter()
             .map(|r| r.unwrap())
-            .filter(|(v, l)| *v == 42 && *l == Lookup::Miss)
+            .filter(|c| c.value == 42 && c.lookup == Lookup::Miss)
             .count();
         assert_eq!(misses, 1);
     }

@@ -116,7 +116,7 @@ pub fn app(
             Duration::from_millis(config.registry_timeout_ms),
             metrics.clone(),
         ),
-        resolved: TtlCache::new(config.cache_capacity, ttls.clone()),
+        by_tag: TtlCache::new(config.cache_capacity, ttls.clone()),
         facts: TtlCache::new(config.cache_capacity, ttls.clone()),
         backend: Backend::new(
             Some(TtlCache::new(config.cache_capacity, ttls.clone())),

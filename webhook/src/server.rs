@@ -31,7 +31,7 @@ use zastava_crds::posture::Verdict;
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
-use crate::cache::{Lookup, TtlCache, Ttls};
+use crate::cache::{Cached, Lifetime, Lookup, TtlCache, Ttls};
 use crate::decision_log::{DecisionLog, Fields};
 use crate::evaluate::{deny_message, evaluate, governing, Governing};
 use crate::metrics::Metrics;
@@ -48,10 +48,14 @@ pub struct App {
     /// Digests the node observers reported drifting (for `runtime.denyDriftedImages`).
     pub drifted: ArcSwap<DriftedDigests>,
     pub registry: Registry,
-    /// Tag reference → digest.
-    pub resolved: TtlCache<String, String>,
-    /// `registry/repository@digest` → what the registry says about it.
+    /// `registry/repository@digest` → what the registry says about it: the per-digest cache.
     pub facts: TtlCache<String, Arc<RegistryFacts>>,
+    /// `registry/repository:tag` → the facts of the digest the tag resolved to, so that a warm
+    /// lookup of a tag is one cache read (two, resolution then facts, were the largest cost of
+    /// a warm decision under load). Filled through `facts`, so lookups of one digest under
+    /// several tags share its registry fetch; an entry never outlives the `facts` entry it
+    /// was taken from.
+    pub by_tag: TtlCache<String, Cached<Arc<RegistryFacts>>>,
     pub backend: Backend,
     pub ttls: Arc<Ttls>,
     pub metrics: Metrics,
@@ -86,7 +90,7 @@ impl App {
         let changed = self.policy_set().fingerprint() != set.fingerprint();
         self.policies.store(Arc::new(set));
         if changed {
-            self.resolved.invalidate_all();
+            self.by_tag.invalidate_all();
             self.facts.invalidate_all();
             self.backend.invalidate_all();
         }
@@ -258,55 +262,75 @@ impl App {
         response
     }
 
-    /// What the registry says about `reference`, through the caches.
+    /// What the registry says about `reference`, through the caches. A hit is an answer that
+    /// asked the registry nothing.
     async fn lookup_reference(
         &self,
         reference: &ImageReference,
         namespace: &str,
         pull_secrets: &[String],
     ) -> Result<(Arc<RegistryFacts>, Lookup), Unavailable> {
-        let digest = match &reference.digest {
-            Some(digest) => digest.clone(),
+        let cached = match &reference.digest {
+            Some(digest) => {
+                self.pinned_facts(reference, digest, namespace, pull_secrets)
+                    .await?
+            }
             None => {
-                let (digest, _) = self
-                    .resolved
+                let tagged = self
+                    .by_tag
                     .get_or_load(
                         reference.tagged(),
-                        |_| false,
+                        // With the `facts` entry it came from.
+                        |pinned: &Cached<_>| Lifetime {
+                            until: Some(pinned.expires),
+                            ..facts_lifetime(&pinned.value)
+                        },
                         || async {
                             let auth = self
                                 .auth(namespace, pull_secrets, &reference.registry)
                                 .await;
-                            self.registry.resolve(reference, &auth).await
+                            let digest = self.registry.resolve(reference, &auth).await?;
+                            self.pinned_facts(reference, &digest, namespace, pull_secrets)
+                                .await
                         },
                     )
                     .await
                     .map_err(|e| e.as_ref().clone())?;
-                digest
+                Cached {
+                    value: tagged.value.value,
+                    // A miss here asked the registry for the tag at least.
+                    lookup: tagged.lookup,
+                    expires: tagged.expires,
+                }
             }
         };
-        let (facts, lookup) = self
-            .facts
-            .get_or_load(
-                reference.pinned(&digest),
-                |f: &Arc<RegistryFacts>| f.is_negative(),
-                || async {
-                    let auth = self
-                        .auth(namespace, pull_secrets, &reference.registry)
-                        .await;
-                    self.registry
-                        .facts(&reference.registry, &reference.repository, &digest, &auth)
-                        .await
-                        .map(Arc::new)
-                },
-            )
-            .await
-            .map_err(|e| e.as_ref().clone())?;
-        match lookup {
+        match cached.lookup {
             Lookup::Hit => self.metrics.cache_hits.inc(),
             Lookup::Miss => self.metrics.cache_misses.inc(),
         }
-        Ok((facts, lookup))
+        Ok((cached.value, cached.lookup))
+    }
+
+    /// The facts of `reference` pinned to `digest`, through the per-digest cache.
+    async fn pinned_facts(
+        &self,
+        reference: &ImageReference,
+        digest: &str,
+        namespace: &str,
+        pull_secrets: &[String],
+    ) -> Result<Cached<Arc<RegistryFacts>>, Unavailable> {
+        self.facts
+            .get_or_load(reference.pinned(digest), facts_lifetime, || async {
+                let auth = self
+                    .auth(namespace, pull_secrets, &reference.registry)
+                    .await;
+                self.registry
+                    .facts(&reference.registry, &reference.repository, digest, &auth)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e| e.as_ref().clone())
     }
 
     /// Credentials for `registry` from the pod's `imagePullSecrets` (dockerconfigjson), else
@@ -352,6 +376,12 @@ impl App {
         // with every decision's future although the reflector almost always answers.
         Box::pin(labels_from_api(client, namespace)).await
     }
+}
+
+/// Facts that would lead to a deny (no signature or no SBOM) are kept for the short negative
+/// TTL, so a freshly signed image is admitted soon.
+fn facts_lifetime(facts: &Arc<RegistryFacts>) -> Lifetime {
+    Lifetime::negative_if(facts.is_negative())
 }
 
 async fn labels_from_api(client: &Client, namespace: &str) -> BTreeMap<String, String> {
