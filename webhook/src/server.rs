@@ -21,13 +21,11 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use oci_client::secrets::RegistryAuth;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use zastava_crds::contracts::{AdmissionDecision, Decision, ImageDecision};
+use zastava_crds::contracts::Decision;
 use zastava_crds::image::ImageReference;
-use zastava_crds::posture::Verdict;
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
@@ -212,20 +210,17 @@ impl App {
         );
 
         let decision = &evaluation.decision;
-        match decision_json(decision) {
-            Ok(json) => self.decision_log.record(
-                &Fields {
-                    uid: &review.uid,
-                    namespace: &review.namespace,
-                    operation: &review.operation,
-                    kind: &review.workload.kind,
-                    cache_hits: hits,
-                    cache_misses: misses,
-                },
-                &json,
-            ),
-            Err(e) => tracing::error!(uid = %review.uid, error = %e, "cannot serialize decision"),
-        }
+        self.decision_log.record(
+            &Fields {
+                uid: &review.uid,
+                namespace: &review.namespace,
+                operation: &review.operation,
+                kind: &review.workload.kind,
+                cache_hits: hits,
+                cache_misses: misses,
+            },
+            decision,
+        );
 
         let mut response = match decision.decision {
             Decision::Allow => Response::allow(&review.uid),
@@ -396,91 +391,6 @@ async fn labels_from_api(client: &Client, namespace: &str) -> BTreeMap<String, S
     }
 }
 
-/// The canonical JSON of `decision`, as [`zastava_crds::canonical::canonical_json`] makes it,
-/// for the decision log: written straight from the decision with the keys in sorted order,
-/// where canonical_json builds a JSON tree of it, copies that sorted, and writes the copy (a
-/// good part of a warm decision's time). The contract types are destructured, so a field added
-/// to them fails to compile here; a test holds the output equal to canonical_json.
-fn decision_json(decision: &AdmissionDecision) -> Result<String, serde_json::Error> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Sorted<'a> {
-        admission_id: &'a str,
-        decision: &'a Decision,
-        images: SortedImages<'a>,
-        namespace: &'a str,
-        pod_spec_digest: &'a str,
-        schema_version: &'a str,
-        ttl_seconds: u32,
-    }
-    struct SortedImages<'a>(&'a [ImageDecision]);
-    impl Serialize for SortedImages<'_> {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_seq(self.0.iter().map(SortedImage::from))
-        }
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct SortedImage<'a> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        has_sbom_referrers: Option<bool>,
-        name: &'a str,
-        policy_verdict: &'a Verdict,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        reasons: &'a [String],
-        #[serde(skip_serializing_if = "Option::is_none")]
-        resolved: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        signed: Option<bool>,
-    }
-    impl<'a> From<&'a ImageDecision> for SortedImage<'a> {
-        fn from(image: &'a ImageDecision) -> Self {
-            let ImageDecision {
-                name,
-                resolved,
-                signed,
-                has_sbom_referrers,
-                policy_verdict,
-                reasons,
-            } = image;
-            Self {
-                has_sbom_referrers: *has_sbom_referrers,
-                name,
-                policy_verdict,
-                reasons,
-                resolved: resolved.as_deref(),
-                signed: *signed,
-            }
-        }
-    }
-    let AdmissionDecision {
-        schema_version,
-        admission_id,
-        namespace,
-        pod_spec_digest,
-        images,
-        decision,
-        ttl_seconds,
-    } = decision;
-    // Sized for a decision on a few images: grown a piece at a time it is reallocated (and
-    // copied) several times per decision.
-    let mut json = Vec::with_capacity(1024);
-    serde_json::to_writer(
-        &mut json,
-        &Sorted {
-            admission_id,
-            decision,
-            images: SortedImages(images),
-            namespace,
-            pod_spec_digest,
-            schema_version,
-            ttl_seconds: *ttl_seconds,
-        },
-    )?;
-    // serde_json writes nothing but UTF-8.
-    String::from_utf8(json).map_err(serde::ser::Error::custom)
-}
-
 /// Request bodies larger than this are refused with 413: a Pod or workload is far smaller.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
@@ -580,55 +490,5 @@ pub async fn serve_tls(
         .is_err()
     {
         tracing::warn!("connections still open after {drain:?}; closing them");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use zastava_crds::canonical::canonical_json;
-    use zastava_crds::contracts::ADMISSION_DECISION_SCHEMA;
-
-    #[test]
-    fn the_logged_decision_is_its_canonical_json() {
-        let decision = AdmissionDecision {
-            schema_version: ADMISSION_DECISION_SCHEMA.into(),
-            admission_id: "uid-1".into(),
-            namespace: "team-a".into(),
-            pod_spec_digest: "sha256:00".into(),
-            images: vec![
-                ImageDecision {
-                    name: "registry.local/app:1".into(),
-                    resolved: Some("registry.local/app@sha256:11".into()),
-                    signed: Some(true),
-                    has_sbom_referrers: Some(false),
-                    policy_verdict: Verdict::Fail,
-                    reasons: vec!["p: no SBOM referrer \"quoted\"".into()],
-                },
-                ImageDecision {
-                    name: "busybox".into(),
-                    resolved: None,
-                    signed: None,
-                    has_sbom_referrers: None,
-                    policy_verdict: Verdict::Warn,
-                    reasons: Vec::new(),
-                },
-            ],
-            decision: Decision::Deny,
-            ttl_seconds: 30,
-        };
-        assert_eq!(
-            decision_json(&decision).unwrap(),
-            canonical_json(&decision).unwrap()
-        );
-        let allowed = AdmissionDecision {
-            decision: Decision::Allow,
-            images: Vec::new(),
-            ..decision
-        };
-        assert_eq!(
-            decision_json(&allowed).unwrap(),
-            canonical_json(&allowed).unwrap()
-        );
     }
 }
