@@ -75,6 +75,32 @@ impl ImageFacts {
 pub struct Governing<'a> {
     pub name: &'a str,
     pub spec: &'a ZastavaPolicySpec,
+    /// The spec's registry lists, parsed.
+    pub registries: &'a RegistryRules,
+}
+
+/// A policy's `deniedRegistries` and `allowedRegistries`, parsed once when the policy set is
+/// built rather than for every image of every review. An entry that does not parse matches
+/// nothing (the operator reports it on the policy's status).
+#[derive(Clone, Debug, Default)]
+pub struct RegistryRules {
+    /// Each with the entry as written, for the deny reason.
+    denied: Vec<(String, RegistryPattern)>,
+    allowed: Vec<RegistryPattern>,
+}
+
+impl RegistryRules {
+    pub fn of(spec: &ZastavaPolicySpec) -> Self {
+        let images = &spec.images;
+        Self {
+            denied: (images.denied_registries.iter())
+                .filter_map(|e| Some((e.clone(), RegistryPattern::parse(e).ok()?)))
+                .collect(),
+            allowed: (images.allowed_registries.iter())
+                .filter_map(|e| RegistryPattern::parse(e).ok())
+                .collect(),
+        }
+    }
 }
 
 /// The decision plus what goes into the AdmissionReview response besides it.
@@ -140,7 +166,7 @@ pub fn evaluate(
             merge_known(&mut entry.signed, &image_facts.signed);
             merge_known(&mut entry.has_sbom_referrers, &image_facts.sbom);
             let findings = match &parsed {
-                Ok(reference) => gates(policy.spec, reference, &image_facts),
+                Ok(reference) => gates(policy, reference, &image_facts),
                 Err(e) => vec![Finding::Violation(format!("invalid image reference: {e}"))],
             };
             for finding in findings {
@@ -280,25 +306,20 @@ fn worsen(verdict: &mut Verdict, to: Verdict) {
     }
 }
 
-fn gates(spec: &ZastavaPolicySpec, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
+fn gates(policy: &Governing<'_>, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
     let mut out = Vec::new();
+    let spec = policy.spec;
     let rules = &spec.images;
     let location = || format!("{}/{}", image.registry, image.repository);
-    if let Some(entry) = rules
-        .denied_registries
-        .iter()
-        .find(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
-    {
+    if let Some((entry, _)) = (policy.registries.denied.iter()).find(|(_, p)| p.matches(image)) {
         out.push(Finding::Violation(format!(
             "{} is in deniedRegistries (`{entry}`)",
             location()
         )));
     }
+    // A list of entries none of which parses still allows nothing.
     if !rules.allowed_registries.is_empty()
-        && !rules
-            .allowed_registries
-            .iter()
-            .any(|e| RegistryPattern::parse(e).is_ok_and(|p| p.matches(image)))
+        && !policy.registries.allowed.iter().any(|p| p.matches(image))
     {
         out.push(Finding::Violation(format!(
             "{} is not in allowedRegistries {:?}",
@@ -419,9 +440,18 @@ mod tests {
         policies: &[(&str, &ZastavaPolicySpec)],
         facts: ImageFacts,
     ) -> Evaluation {
+        let registries: Vec<RegistryRules> = policies
+            .iter()
+            .map(|(_, spec)| RegistryRules::of(spec))
+            .collect();
         let governing: Vec<Governing<'_>> = policies
             .iter()
-            .map(|(name, spec)| Governing { name, spec })
+            .zip(&registries)
+            .map(|((name, spec), registries)| Governing {
+                name,
+                spec,
+                registries,
+            })
             .collect();
         evaluate("uid-1", "team-a", workload, &governing, &|_, _| {
             facts.clone()
@@ -495,6 +525,27 @@ mod tests {
         );
         assert!(message.contains("p: a digest is required"), "{message}");
         assert!(message.contains("ghcr.io/acme/legacy/app:2: p: ghcr.io/acme/legacy/app is in deniedRegistries (`ghcr.io/acme/legacy`)"), "{message}");
+    }
+
+    #[test]
+    fn registry_entries_that_do_not_parse_match_nothing() {
+        let p = spec(json!({"images": {
+            "allowedRegistries": ["not a host"],
+            "deniedRegistries": ["ghcr.io/Upper", "ghcr.io"],
+        }}));
+        let e = decide(
+            &pod(&["ghcr.io/acme/app:1"]),
+            &[("p", &p)],
+            ImageFacts::not_checked(),
+        );
+        let reasons = &e.decision.images[0].reasons;
+        assert_eq!(
+            reasons,
+            &vec![
+                "p: ghcr.io/acme/app is in deniedRegistries (`ghcr.io`)".to_string(),
+                "p: ghcr.io/acme/app is not in allowedRegistries [\"not a host\"]".to_string(),
+            ]
+        );
     }
 
     #[test]
@@ -744,6 +795,7 @@ mod tests {
         let all = [Governing {
             name: "named",
             spec: &named,
+            registries: &RegistryRules::default(),
         }];
         let labels = BTreeMap::new();
         assert!(governing(&all, "team-a", &labels, "zastava-system").is_empty());

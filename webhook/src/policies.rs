@@ -13,7 +13,7 @@ use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
 use zastava_crds::{RuntimePosture, ZastavaPolicy};
 
 use crate::backend::Answers;
-use crate::evaluate::{Check, Governing, ImageFacts};
+use crate::evaluate::{Check, Governing, ImageFacts, RegistryRules};
 use crate::registry::{RegistryFacts, Unavailable};
 
 /// Image digests a node observer reported drifting, with where (for the deny reason).
@@ -66,6 +66,7 @@ pub struct ActivePolicy {
     pub name: String,
     pub generation: i64,
     pub spec: ZastavaPolicySpec,
+    pub registries: RegistryRules,
     pub keys: Vec<CosignVerificationKey>,
     /// Identifies the key material in `keys`, for memoized verifications.
     pub key_set: u64,
@@ -76,6 +77,7 @@ impl ActivePolicy {
         Governing {
             name: &self.name,
             spec: &self.spec,
+            registries: &self.registries,
         }
     }
 
@@ -184,6 +186,7 @@ impl PolicySet {
                     name,
                     generation: p.metadata.generation.unwrap_or_default(),
                     spec: p.spec.clone(),
+                    registries: RegistryRules::of(&p.spec),
                     keys,
                     key_set: u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest")),
                 }
