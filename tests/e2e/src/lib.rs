@@ -16,6 +16,7 @@ use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 
 pub mod observer;
+pub mod webhook;
 
 pub const FIELD_MANAGER: &str = "zastava-e2e";
 
