@@ -80,7 +80,12 @@ if pid_of containerd >/dev/null && [[ -S $CONTAINERD_SOCK ]]; then
   done
 fi
 
-# 3. Control plane and registry.
+# 3. kube-proxy, and the iptables rules it wrote; control plane and registry.
+stop_daemon kube-proxy 10
+if [[ -x $K8S_BIN/kube-proxy ]] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
+  log "removing kube-proxy's iptables rules"
+  "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || log "WARNING: kube-proxy --cleanup failed"
+fi
 stop_daemon kube-scheduler 10
 stop_daemon kube-controller-manager 10
 stop_daemon kube-apiserver 15
@@ -136,12 +141,16 @@ for p in "${NETNS_PATHS[@]}"; do
   rm -f "$p"
 done
 
-# 7. CNI leftovers: the bridge (veths vanish with their netns) and libcni's result cache.
+# 7. Network leftovers: the CNI bridge (veths vanish with their netns), libcni's result cache
+#    and the host address on lo.
 if ip link show "$CNI_BRIDGE" >/dev/null 2>&1; then
   log "deleting CNI bridge $CNI_BRIDGE"
   ip link delete "$CNI_BRIDGE" 2>/dev/null || log "WARNING: could not delete $CNI_BRIDGE"
 fi
 rm -f /var/lib/cni/results/zastava-e2e-* 2>/dev/null
+if ip -4 addr show dev lo | grep -qF "inet $HOST_ADDR/"; then
+  ip addr del "$HOST_ADDR/32" dev lo 2>/dev/null || log "WARNING: could not remove $HOST_ADDR from lo"
+fi
 for id in "${CONTAINER_IDS[@]}"; do rm -f /var/lib/cni/results/cni-loopback-"$id"-* 2>/dev/null; done
 
 # 8. The state dir itself.

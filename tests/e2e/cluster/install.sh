@@ -26,7 +26,7 @@ STEP="apt packages"
 APT_PACKAGES=(
   etcd-server containerd runc containernetworking-plugins docker-registry
   busybox-static rsync openssl iproute2 iptables conntrack ebtables socat ethtool util-linux
-  build-essential jq curl binutils ca-certificates xz-utils dpkg-dev
+  build-essential jq curl binutils ca-certificates xz-utils dpkg-dev lua5.4
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -125,7 +125,7 @@ log "Go: $("$GOROOT_DIR/bin/go" version)"
 
 # ----------------------------------------------------------- Kubernetes v1.20
 STEP="Kubernetes $K8S_VERSION build"
-K8S_TARGETS=(kube-apiserver kubelet kube-controller-manager kube-scheduler)
+K8S_TARGETS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy)
 k8s_complete() {
   local b
   for b in "${K8S_TARGETS[@]}"; do [[ -x $K8S_BIN/$b ]] || return 1; done
@@ -202,6 +202,18 @@ install_tool() { # name version
 }
 install_tool cosign "$COSIGN_VERSION"
 install_tool oras "$ORAS_VERSION"
+
+# ---------------------------------------------------- Helm (its Go SDK from PyPI)
+STEP="helm-python-sdk $HELM_PY_VERSION"
+if [[ ! -x $HELM_PY_DIR/bin/python ]] || ! "$HELM_PY_DIR/bin/python" -c 'import helm_python' 2>/dev/null; then
+  log "installing helm-python-sdk $HELM_PY_VERSION into $HELM_PY_DIR"
+  rm -rf "$HELM_PY_DIR.tmp"
+  python3 -m venv "$HELM_PY_DIR.tmp"
+  "$HELM_PY_DIR.tmp/bin/pip" install -q --disable-pip-version-check "helm-python-sdk==$HELM_PY_VERSION"
+  "$HELM_PY_DIR.tmp/bin/python" -c 'import helm_python' || die "helm-python-sdk does not load"
+  rm -rf "$HELM_PY_DIR" && mv "$HELM_PY_DIR.tmp" "$HELM_PY_DIR"
+fi
+log "helm SDK: $("$HELM_PY_DIR/bin/python" -c 'import helm_python as h; print(h.helm_sdk_version())')"
 
 STEP="done"
 log "install.sh: all components present"

@@ -23,6 +23,10 @@ GOROOT_DIR=$GO_DIR/root/usr/lib/go-$GO_VERSION
 DEBS_DIR=$ZASTAVA_CACHE/debs
 APT_DIR=$ZASTAVA_CACHE/apt
 TOOLS_DIR=$ZASTAVA_CACHE/tools
+# Helm v4's own Go SDK as a Python package (no helm binary in the reachable registries), in a
+# virtualenv of its own; tests/e2e/helm.py is the command line over it.
+HELM_PY_VERSION=0.2.2
+HELM_PY_DIR=$TOOLS_DIR/helm-python-sdk-$HELM_PY_VERSION
 IMAGES_DIR=$ZASTAVA_CACHE/images
 
 # Runtime layout.
@@ -40,7 +44,11 @@ CNI_BRIDGE=zastava0
 POD_SUBNET=10.88.0.0/16
 SERVICE_CIDR=10.0.0.0/24
 KUBELET_ROOT=$STATE/kubelet
-REGISTRY_ADDR=127.0.0.1:5000
+# The host's address inside the cluster, on lo: host processes and pods (through the CNI
+# bridge's gateway) reach the registry and the apiserver at the same address; a pod's
+# 127.0.0.1 is its own loopback.
+HOST_ADDR=10.87.0.1
+REGISTRY_ADDR=$HOST_ADDR:5000
 REGISTRY_DATA=$STATE/registry
 NODE_NAME=node1
 APISERVER_URL=https://127.0.0.1:6443

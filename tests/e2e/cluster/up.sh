@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts the Zastava single-node e2e cluster (idempotent):
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (CRI),
-#   kubelet (node "node1"), and a plain-HTTP OCI registry on 127.0.0.1:5000 holding
-#   the test image 127.0.0.1:5000/zastava/busybox:1.36 (built here from busybox-static).
+#   kubelet (node "node1"), kube-proxy (Services route, pods reach the API through the
+#   `kubernetes` Service), and a plain-HTTP OCI registry on $HOST_ADDR:5000 holding the test
+#   image $HOST_ADDR:5000/zastava/busybox:1.36 (built here from busybox-static).
 # Writes $ZASTAVA_E2E_STATE/kubeconfig and $ZASTAVA_E2E_STATE/env.
 # If everything is already up and healthy it only prints so and exits 0.
 set -euo pipefail
@@ -21,7 +22,7 @@ export PATH=$K8S_BIN:$PATH
 COSIGN_BIN=$TOOLS_DIR/cosign-$COSIGN_VERSION/bin/cosign
 ORAS_BIN=$TOOLS_DIR/oras-$ORAS_VERSION/bin/oras
 KUBECTL=$K8S_BIN/kubectl
-DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet registry)
+DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy registry)
 
 # ------------------------------------------------------------------ helpers
 pid_of() { # name -> prints pid if the recorded process is alive
@@ -46,6 +47,7 @@ fail_daemon() { # name message
 declare -A PORTS=(
   [etcd]="2379 2380" [registry]="5000" [containerd]="" [kube-apiserver]="6443"
   [kube-controller-manager]="10257" [kube-scheduler]="10259" [kubelet]="10250 10248"
+  [kube-proxy]="10256"
 )
 port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
@@ -110,6 +112,14 @@ mkdir -p "$LOG_DIR" "$PID_DIR" "$PKI_DIR" "$STATE/etcd" "$CONTAINERD_ROOT" "$CON
   "$CNI_CONF_DIR" "$STATE/cni/ipam" "$KUBELET_ROOT" "$REGISTRY_DATA" "$STATE/config"
 chmod 0700 "$PKI_DIR"
 
+# ------------------------------------------------------------ host address
+# $HOST_ADDR on the loopback interface (this sandbox has no dummy interfaces): the registry
+# listens there and the apiserver advertises it as the `kubernetes` Service's endpoint; pods
+# reach it through the bridge's gateway, as a local address of the host.
+if ! ip -4 addr show dev lo | grep -qF "inet $HOST_ADDR/"; then
+  ip addr add "$HOST_ADDR/32" dev lo || die "cannot put $HOST_ADDR on lo"
+fi
+
 # --------------------------------------------------------------------- PKI
 # Generated once per state dir: cluster CA, apiserver serving cert, apiserver->kubelet
 # client cert, service-account key pair, static tokens.
@@ -123,6 +133,11 @@ gen_cert() { # name subject ext-lines
     -CAcreateserial -days 3650 -sha256 -extfile "$PKI_DIR/$name.ext" -out "$PKI_DIR/$name.crt" 2>/dev/null
   rm -f "$PKI_DIR/$name.csr" "$PKI_DIR/$name.ext"
 }
+# A serving certificate from before the host address existed is made again.
+if [[ -s $PKI_DIR/apiserver.crt ]] && ! openssl x509 -in "$PKI_DIR/apiserver.crt" -noout -text |
+  grep -qF "IP Address:$HOST_ADDR"; then
+  rm -f "$PKI_DIR/apiserver.crt" "$PKI_DIR/apiserver.key"
+fi
 if [[ ! -s $PKI_DIR/ca.crt ]]; then
   log "generating PKI in $PKI_DIR"
   openssl genrsa -out "$PKI_DIR/ca.key" 2048 2>/dev/null
@@ -133,7 +148,7 @@ fi
 gen_cert apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$HOST_ADDR,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 gen_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
@@ -151,6 +166,8 @@ if [[ ! -s $PKI_DIR/tokens.csv ]]; then
     echo "$(openssl rand -hex 24),system:node:$NODE_NAME,uid-node,\"system:masters,system:nodes\""
   } >"$PKI_DIR/tokens.csv"
 fi
+grep -q ',system:kube-proxy,' "$PKI_DIR/tokens.csv" ||
+  echo "$(openssl rand -hex 24),system:kube-proxy,uid-kube-proxy,\"system:node-proxier\"" >>"$PKI_DIR/tokens.csv"
 token_for() { awk -F, -v u="$1" '$2 == u { print $1 }' "$PKI_DIR/tokens.csv"; }
 
 write_kubeconfig() { # file user
@@ -184,6 +201,7 @@ write_kubeconfig "$KUBECONFIG_FILE" admin
 write_kubeconfig "$STATE/config/kube-controller-manager.kubeconfig" system:kube-controller-manager
 write_kubeconfig "$STATE/config/kube-scheduler.kubeconfig" system:kube-scheduler
 write_kubeconfig "$STATE/config/kubelet.kubeconfig" "system:node:$NODE_NAME"
+write_kubeconfig "$STATE/config/kube-proxy.kubeconfig" system:kube-proxy
 
 # -------------------------------------------------------------------- etcd
 start_daemon etcd etcd --name zastava-e2e --data-dir "$STATE/etcd" \
@@ -283,6 +301,8 @@ oom_score = 0
         endpoint = ["http://$REGISTRY_ADDR"]
       [plugins."io.containerd.grpc.v1.cri".registry.mirrors."127.0.0.1:5000"]
         endpoint = ["http://$REGISTRY_ADDR"]
+      [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$REGISTRY_ADDR"]
+        endpoint = ["http://$REGISTRY_ADDR"]
 EOF
 start_daemon containerd containerd --config "$STATE/config/containerd.toml"
 
@@ -292,9 +312,11 @@ wait_for etcd 30 "healthy on 127.0.0.1:2379" curl -fsS http://127.0.0.1:2379/hea
 # serviceaccount and token controllers (--service-account-private-key-file, --root-ca-file),
 # so every namespace gets its "default" ServiceAccount and pods get tokens. A pod created in
 # a brand-new namespace can be refused for ~1 s until that ServiceAccount exists.
+# The endpoint reconciler publishes $HOST_ADDR:6443 as the `kubernetes` Service's endpoint
+# (pods reach the API through kube-proxy); it listens on every address for that.
 start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers http://127.0.0.1:2379 \
-  --secure-port 6443 --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+  --secure-port 6443 --bind-address 0.0.0.0 --advertise-address "$HOST_ADDR" \
   --cert-dir "$STATE/apiserver-certs" \
   --tls-cert-file "$PKI_DIR/apiserver.crt" --tls-private-key-file "$PKI_DIR/apiserver.key" \
   --client-ca-file "$PKI_DIR/ca.crt" \
@@ -304,7 +326,6 @@ start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-key-file "$PKI_DIR/sa.pub" \
   --service-account-signing-key-file "$PKI_DIR/sa.key" \
   --service-cluster-ip-range "$SERVICE_CIDR" \
-  --endpoint-reconciler-type none \
   --allow-privileged=true \
   --kubelet-client-certificate "$PKI_DIR/kubelet-client.crt" \
   --kubelet-client-key "$PKI_DIR/kubelet-client.key" \
@@ -520,10 +541,35 @@ start_daemon kubelet "$K8S_BIN/kubelet" \
   --hostname-override "$NODE_NAME" \
   --v 1
 
+# ---------------------------------------------------------------- kube-proxy
+# iptables mode. --masquerade-all: a pod calling a Service whose endpoint is a pod on the same
+# bridge gets its answer back through the host (no br_netfilter here). The conntrack sysctls
+# are left as the host has them (not writable in this sandbox).
+cat >"$STATE/config/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $STATE/config/kube-proxy.kubeconfig
+hostnameOverride: $NODE_NAME
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+clusterCIDR: $POD_SUBNET
+mode: iptables
+iptables:
+  masqueradeAll: true
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+start_daemon kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/config/kube-proxy.yaml" --v 1
+
 wait_for kube-controller-manager 60 "healthy" curl -fsSk https://127.0.0.1:10257/healthz
 wait_for kube-scheduler 60 "healthy" curl -fsSk https://127.0.0.1:10259/healthz
 wait_for kubelet 60 "healthz ok" curl -fsS http://127.0.0.1:10248/healthz
 wait_for kubelet 90 "node $NODE_NAME Ready" node_ready
+wait_for kube-proxy 60 "healthz ok" curl -fsS http://127.0.0.1:10256/healthz
 wait_for kube-controller-manager 60 "default ServiceAccount in namespace default" \
   kc -n default get serviceaccount default
 
@@ -533,6 +579,8 @@ cat >"$ENV_FILE.tmp" <<EOF
 export ZASTAVA_E2E_STATE="$STATE"
 export KUBECONFIG="$KUBECONFIG_FILE"
 export ZASTAVA_REGISTRY="$REGISTRY_ADDR"
+export ZASTAVA_HOST_ADDR="$HOST_ADDR"
+export ZASTAVA_HELM_PYTHON="$HELM_PY_DIR/bin/python"
 export ZASTAVA_TEST_IMAGE="$TEST_IMAGE"
 export ZASTAVA_TEST_IMAGE_DIGEST="$TEST_DIGEST"
 export ZASTAVA_DYN_IMAGE="$DYN_IMAGE"
