@@ -9,7 +9,10 @@ help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
 	@echo "make demo-down     stop Zastava and the local cluster"
 	@echo "make test          fmt check, clippy, unit tests, e2e tests against the real local cluster"
-	@echo "make crds          regenerate crds/*.yaml from the Rust types"
+	@echo "make crds          regenerate crds/*.yaml and charts/zastava/crds/ from the Rust types"
+	@echo "make manifests     regenerate config/default (and the Argo CD health snippet) from charts/zastava"
+	@echo "make chart-lint    helm lint charts/zastava (Helm's Go SDK through tests/e2e/helm.py)"
+	@echo "make chart-test    lint and render tests of the chart; config/default must equal a fresh render"
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
@@ -21,7 +24,7 @@ demo:
 demo-down:
 	bash $(E2E)/demo.sh down
 
-test: lint unit e2e
+test: lint unit chart-test e2e
 
 lint: rust-toolchain
 	$(CARGO) fmt --all -- --check
@@ -34,7 +37,26 @@ e2e:
 	bash $(E2E)/run.sh
 
 crds:
-	$(CARGO) run --quiet --locked -p zastava-crds --bin crdgen -- crds
+	$(CARGO) run --quiet --locked -p zastava-crds --bin crdgen -- crds charts/zastava/crds
+
+# Helm is helm-python-sdk (Helm v4's Go SDK; no helm binary in the reachable registries) in the
+# virtualenv tests/e2e/cluster/install.sh makes; with no interpreter that imports it, install.sh
+# runs first (it also installs what the e2e tests need). Expanded when a recipe runs.
+HELM_PY_DIR := $(shell . $(E2E)/cluster/lib.sh && echo "$$HELM_PY_DIR")
+HELM_PYTHON ?= $(if $(ZASTAVA_HELM_PYTHON),$(ZASTAVA_HELM_PYTHON),$(if $(wildcard $(HELM_PY_DIR)/bin/python),$(HELM_PY_DIR)/bin/python,python3))
+
+.PHONY: helm-sdk manifests chart-lint chart-test
+helm-sdk:
+	@$(HELM_PYTHON) -c 'import helm_python' 2>/dev/null || bash $(E2E)/cluster/install.sh
+
+manifests: helm-sdk
+	PYTHONDONTWRITEBYTECODE=1 $(HELM_PYTHON) tests/chart/manifests.py
+
+chart-lint: helm-sdk
+	PYTHONDONTWRITEBYTECODE=1 $(HELM_PYTHON) $(E2E)/helm.py lint --strict charts/zastava
+
+chart-test: chart-lint
+	PYTHONDONTWRITEBYTECODE=1 $(HELM_PYTHON) -m unittest discover -s tests/chart
 
 build:
 	$(CARGO) build --workspace --bins --locked

@@ -2,17 +2,39 @@
 
 use std::path::Path;
 
+/// Where `make crds` writes the YAML: this crate (kustomize base of config/default) and the
+/// Helm chart's `crds/`.
+const COPIES: [&str; 2] = ["crds", "charts/zastava/crds"];
+
 #[test]
 fn committed_crd_yaml_matches_the_types() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (name, generated) in zastava_crds::crd_manifests() {
-        let committed = std::fs::read_to_string(dir.join(&name))
-            .unwrap_or_else(|e| panic!("crds/{name} is missing ({e}); run `make crds`"));
-        assert!(
-            committed == generated,
-            "crds/{name} differs from what the types generate; run `make crds` and commit"
-        );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for copy in COPIES {
+        for (name, generated) in zastava_crds::crd_manifests() {
+            let committed = std::fs::read_to_string(root.join(copy).join(&name))
+                .unwrap_or_else(|e| panic!("{copy}/{name} is missing ({e}); run `make crds`"));
+            assert!(
+                committed == generated,
+                "{copy}/{name} differs from what the types generate; run `make crds` and commit"
+            );
+        }
     }
+}
+
+#[test]
+fn the_chart_holds_no_other_crd_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/zastava/crds");
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    let mut expected: Vec<String> = zastava_crds::crd_manifests()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    expected.sort();
+    assert_eq!(present, expected, "charts/zastava/crds/ holds other files");
 }
 
 #[test]
