@@ -172,13 +172,13 @@ def chart_ref(chart: str) -> str | helm.Chart:
 
 
 def report(action: str, release: dict[str, Any]) -> None:
-    info = release.get("info") or {}
-    status = info.get("status") or release.get("status") or "?"
+    """One line like helm's (release, namespace, revision, status), then the chart's NOTES."""
     print(
         f"{action} release {release.get('name', '?')} in namespace "
-        f"{release.get('namespace', '?')}: revision {release.get('version', '?')}, {status}"
+        f"{release.get('namespace', '?')}: revision {release.get('revision', '?')}, "
+        f"{release.get('status', '?')}"
     )
-    notes = info.get("notes")
+    notes = release.get("notes")
     if notes:
         print(notes.rstrip())
 
@@ -282,11 +282,14 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.remote}: expected oci://HOST/REPOSITORY")
     if not os.path.isfile(args.archive):
         raise UsageError(f"{args.archive}: no such chart archive")
+    with helm.Chart.load(args.archive) as chart:
+        name, version = chart.name, chart.version
     with helm.RegistryClient(plain_http=args.plain_http) as client:
-        result = client.push(args.archive, args.remote, plain_http=args.plain_http)
-    ref = result.get("ref") or result.get("reference")
-    digest = result.get("digest") or result.get("manifest_digest")
-    print(" ".join(str(x) for x in (ref, digest) if x) or json.dumps(result))
+        client.push(args.archive, args.remote, plain_http=args.plain_http)
+        ref = f"{args.remote.rstrip('/')}/{name}:{version}"
+        digest = client.resolve(ref)["digest"]
+    # What `helm install` takes: the reference, and the digest that pins it.
+    print(f"{ref}@{digest}")
     return 0
 
 
