@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E := tests/e2e
 
-.PHONY: help demo demo-down test lint unit e2e crds build cluster-up cluster-down bench-webhook bench-observer
+.PHONY: help demo demo-down test lint unit e2e crds build images cluster-up cluster-down bench-webhook bench-observer
 
 help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
@@ -13,7 +13,8 @@ help:
 	@echo "make manifests     regenerate config/default (and the Argo CD health snippet) from charts/zastava"
 	@echo "make chart-lint    helm lint charts/zastava (Helm's Go SDK through tests/e2e/helm.py)"
 	@echo "make chart-test    lint and render tests of the chart; config/default must equal a fresh render"
-	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, containerd, registry)"
+	@echo "make images        OCI images of the three binaries (release profile), pushed to the local registry by digest, signed, SBOMs attached"
+	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, kube-proxy, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
 	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS"
@@ -60,6 +61,10 @@ chart-test: chart-lint
 
 build:
 	$(CARGO) build --workspace --bins --locked
+
+# IMAGE_PROFILE=dev builds them from the dev binaries (what the e2e tests do).
+images:
+	bash images/make.sh
 
 cluster-up:
 	bash $(E2E)/cluster/up.sh

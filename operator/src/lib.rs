@@ -111,6 +111,14 @@ pub struct WebhookArgs {
         default_value = "zastava-webhook"
     )]
     pub config_name: String,
+    /// The ClusterRole (the operator's own, as installed) whose deletion deletes the
+    /// ValidatingWebhookConfiguration through the garbage collector; while it does not exist
+    /// the configuration is not written.
+    #[arg(
+        long = "webhook-config-owner-cluster-role",
+        env = "ZASTAVA_WEBHOOK_CONFIG_OWNER_CLUSTER_ROLE"
+    )]
+    pub owner_cluster_role: Option<String>,
     /// How long the API server waits for the webhook before its failure policy applies.
     #[arg(long = "webhook-timeout-seconds", env = "ZASTAVA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
     pub timeout_seconds: i32,
@@ -136,6 +144,7 @@ impl WebhookArgs {
                 },
             },
             timeout_seconds: self.timeout_seconds,
+            owner_cluster_role: self.owner_cluster_role.clone(),
         }
     }
 

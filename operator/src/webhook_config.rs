@@ -13,6 +13,10 @@
 //! The webhooks match every namespace but those, not just the governed ones: a union of the
 //! policies' selectors and name lists is not expressible as one selector, and the webhook
 //! admits workloads of ungoverned namespaces at once.
+//!
+//! Installed by the chart (or `config/default`), the configuration is owned by the operator's
+//! ClusterRole: uninstalling deletes that ClusterRole and the garbage collector then deletes
+//! the configuration, so a removed Zastava never leaves a webhook that refuses every Pod.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,7 +26,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
 };
 use k8s_openapi::ByteString;
 use serde_json::Value;
@@ -138,6 +142,23 @@ pub struct Settings {
     pub name: String,
     pub target: Target,
     pub timeout_seconds: i32,
+    /// The ClusterRole whose deletion deletes the configuration (none: it outlives the
+    /// operator until someone deletes it).
+    pub owner_cluster_role: Option<String>,
+}
+
+/// The owner reference that ties the configuration to the ClusterRole `name` of `uid`: not a
+/// controller reference, and without `blockOwnerDeletion` (which would need rights on the
+/// ClusterRole's finalizers).
+pub fn cluster_role_owner(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: "ClusterRole".into(),
+        name: name.into(),
+        uid: uid.into(),
+        controller: None,
+        block_owner_deletion: None,
+    }
 }
 
 /// Every namespace some policy lists in `failOpenNamespaces`.
@@ -183,6 +204,7 @@ pub fn desired(
     settings: &Settings,
     ca: &CaSource,
     policies: &[ZastavaPolicy],
+    owner: Option<OwnerReference>,
 ) -> ValidatingWebhookConfiguration {
     let fail_open = fail_open_namespaces(policies);
     let mut webhooks = Vec::new();
@@ -220,6 +242,7 @@ pub fn desired(
                 )])),
                 CaSource::Bundle(_) => None,
             },
+            owner_references: owner.map(|o| vec![o]),
             ..Default::default()
         },
         webhooks: Some(webhooks),
@@ -295,6 +318,9 @@ pub fn up_to_date(
     ) && subset(
         &json(&desired.metadata.annotations),
         &json(&live.metadata.annotations),
+    ) && subset(
+        &json(&desired.metadata.owner_references),
+        &json(&live.metadata.owner_references),
     );
     let none = Vec::new();
     let want = desired.webhooks.as_ref().unwrap_or(&none);
@@ -368,6 +394,7 @@ mod tests {
                 port: 443,
             },
             timeout_seconds: 5,
+            owner_cluster_role: None,
         }
     }
 
@@ -389,14 +416,14 @@ mod tests {
 
     #[test]
     fn no_policy_means_no_webhook() {
-        let vwc = desired(&settings(), &bundle(), &[]);
+        let vwc = desired(&settings(), &bundle(), &[], None);
         assert_eq!(vwc.metadata.name.as_deref(), Some("zastava-webhook"));
         assert_eq!(vwc.webhooks, Some(vec![]));
     }
 
     #[test]
     fn without_fail_open_namespaces_one_fail_closed_webhook_skips_ignored_namespaces() {
-        let vwc = desired(&settings(), &bundle(), &[policy("baseline", &[])]);
+        let vwc = desired(&settings(), &bundle(), &[policy("baseline", &[])], None);
         let webhooks = vwc.webhooks.unwrap();
         assert_eq!(webhooks.len(), 1);
         let w = &webhooks[0];
@@ -430,7 +457,9 @@ mod tests {
             fail_open_namespaces(&policies),
             BTreeSet::from(["batch".to_string(), "legacy".to_string()])
         );
-        let webhooks = desired(&settings(), &bundle(), &policies).webhooks.unwrap();
+        let webhooks = desired(&settings(), &bundle(), &policies, None)
+            .webhooks
+            .unwrap();
         assert_eq!(webhooks.len(), 2);
         let (closed, open) = (&webhooks[0], &webhooks[1]);
         assert_eq!(closed.failure_policy.as_deref(), Some("Fail"));
@@ -455,7 +484,7 @@ mod tests {
 
     #[test]
     fn rules_cover_pods_and_workload_templates_on_create_and_update() {
-        let webhooks = desired(&settings(), &bundle(), &[policy("p", &[])])
+        let webhooks = desired(&settings(), &bundle(), &[policy("p", &[])], None)
             .webhooks
             .unwrap();
         let rules = webhooks[0].rules.clone().unwrap();
@@ -500,7 +529,7 @@ mod tests {
     fn a_url_target_has_no_service_and_its_host_is_the_san() {
         let mut s = settings();
         s.target = Target::Url("https://127.0.0.1:9443/validate".into());
-        let webhooks = desired(&s, &bundle(), &[policy("p", &[])])
+        let webhooks = desired(&s, &bundle(), &[policy("p", &[])], None)
             .webhooks
             .unwrap();
         let config = &webhooks[0].client_config;
@@ -551,7 +580,7 @@ mod tests {
     #[test]
     fn cert_manager_fills_the_ca_bundle_through_its_annotation() {
         let ca = CaSource::CertManager("zastava-system/zastava-webhook".into());
-        let vwc = desired(&settings(), &ca, &[policy("p", &[])]);
+        let vwc = desired(&settings(), &ca, &[policy("p", &[])], None);
         assert_eq!(
             vwc.metadata.annotations.unwrap()[CERT_MANAGER_INJECT_CA],
             "zastava-system/zastava-webhook"
@@ -601,7 +630,7 @@ mod tests {
 
     #[test]
     fn drift_in_any_field_the_operator_sets_is_detected() {
-        let want = desired(&settings(), &bundle(), &[policy("p", &["legacy"])]);
+        let want = desired(&settings(), &bundle(), &[policy("p", &["legacy"])], None);
         let live = as_served(&want);
         assert!(up_to_date(&live, &want));
 
@@ -630,11 +659,35 @@ mod tests {
         assert!(!up_to_date(&edited, &want));
 
         // Removing every policy must remove the webhooks.
-        let empty = desired(&settings(), &bundle(), &[]);
+        let empty = desired(&settings(), &bundle(), &[], None);
         assert!(!up_to_date(&live, &empty));
         let mut none = live.clone();
         none.webhooks = None;
         assert!(up_to_date(&none, &empty));
+    }
+
+    #[test]
+    fn the_owner_cluster_role_is_set_and_its_loss_is_drift() {
+        let owner = cluster_role_owner("zastava-operator", "uid-1");
+        let want = desired(&settings(), &bundle(), &[], Some(owner.clone()));
+        assert_eq!(want.metadata.owner_references, Some(vec![owner]));
+        assert_eq!(
+            want.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "ClusterRole"
+        );
+        let live = as_served(&want);
+        assert!(up_to_date(&live, &want));
+        let mut orphaned = live.clone();
+        orphaned.metadata.owner_references = None;
+        assert!(!up_to_date(&orphaned, &want));
+        // A ClusterRole made again (another uid) is a new owner.
+        let again = desired(
+            &settings(),
+            &bundle(),
+            &[],
+            Some(cluster_role_owner("zastava-operator", "uid-2")),
+        );
+        assert!(!up_to_date(&live, &again));
     }
 
     #[test]
@@ -643,19 +696,25 @@ mod tests {
         let old = crate::tls::profile::Authority::generate(now, Duration::days(1)).unwrap();
         let new = crate::tls::profile::Authority::generate(now, Duration::days(1)).unwrap();
         let policies = [policy("p", &["legacy"])];
-        let only_old = desired(&settings(), &CaSource::Bundle(old.cert.pem()), &policies);
+        let only_old = desired(
+            &settings(),
+            &CaSource::Bundle(old.cert.pem()),
+            &policies,
+            None,
+        );
         assert!(!ca_published(Some(&only_old), &new.cert));
         let both = desired(
             &settings(),
             &CaSource::Bundle(crate::tls::profile::bundle_pem([&new.cert, &old.cert])),
             &policies,
+            None,
         );
         assert!(ca_published(Some(&both), &new.cert));
         assert!(ca_published(Some(&both), &old.cert));
         // With nothing to call, there is nothing to wait for.
         assert!(ca_published(None, &new.cert));
         assert!(ca_published(
-            Some(&desired(&settings(), &bundle(), &[])),
+            Some(&desired(&settings(), &bundle(), &[], None)),
             &new.cert
         ));
     }

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# `make demo`: on a fresh machine, installs what is missing, brings up the local cluster, builds
-# and runs Zastava against it, applies config/samples/ and shows what Zastava reports.
-# Leaves everything running; `make demo-down` (demo.sh down) stops it.
+# `make demo`: on a fresh machine, installs what is missing, brings up the local cluster, and
+# installs Zastava the way a user would: the images built (release profile), pushed to the
+# local registry by digest, signed, SBOMs attached (`make images`), then `helm install` of
+# charts/zastava; applies config/samples/ and shows what Zastava reports.
+# Leaves everything running; `make demo-down` (demo.sh down) uninstalls it and stops the
+# cluster.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=cluster/lib.sh
 . tests/e2e/cluster/lib.sh
 
+RELEASE=zastava
+NAMESPACE=zastava-system
+helm() { "$ZASTAVA_HELM_PYTHON" tests/e2e/helm.py "$@"; }
+
 if [[ ${1:-} == down ]]; then
-  if [[ -s $ENV_FILE ]]; then
+  if cluster_answers; then
     # shellcheck disable=SC1090
     . "$ENV_FILE"
-    # shellcheck source=zastava.sh
-    . tests/e2e/zastava.sh
-    zastava_stop_observer
-    zastava_stop_webhook
-    zastava_stop_operator
-    zastava_remove_webhook_configuration
+    kubectl delete -f config/samples/ --ignore-not-found >/dev/null || true
+    helm uninstall "$RELEASE" -n "$NAMESPACE" --wait || true
   fi
   exec bash tests/e2e/cluster/down.sh
 fi
@@ -24,14 +27,18 @@ fi
 bash tests/e2e/cluster/up.sh
 # shellcheck disable=SC1090
 . "$ENV_FILE"
-# shellcheck source=zastava.sh
-. tests/e2e/zastava.sh
 
-zastava_build
-zastava_install_crds
-zastava_start_operator
-zastava_start_webhook
-zastava_start_observer
+IMAGE_PROFILE=release bash images/make.sh
+values=target/images/release/values.json
+bash tests/e2e/chart-values.sh target/images/release/images.env >"$values"
+if [[ -n $(kubectl -n "$NAMESPACE" get secret -l "owner=helm,name=$RELEASE" -o name 2>/dev/null) ]]; then
+  log "helm upgrade $RELEASE charts/zastava"
+  helm upgrade "$RELEASE" charts/zastava -n "$NAMESPACE" -f "$values" --wait --timeout 300s
+else
+  log "helm install $RELEASE charts/zastava"
+  helm install "$RELEASE" charts/zastava -n "$NAMESPACE" --create-namespace -f "$values" --wait --timeout 300s
+fi
+kubectl -n "$NAMESPACE" get pods -o wide
 
 log "applying config/samples/"
 kubectl apply -f config/samples/
@@ -59,12 +66,10 @@ done
 echo "$out"
 cat <<EOF
 
-Zastava is running against the local cluster.
+Zastava is installed in the local cluster (helm release $RELEASE in $NAMESPACE).
   export KUBECONFIG=$KUBECONFIG      # then: kubectl get zp; kubectl get rp -A
-  operator metrics: curl http://$ZASTAVA_OPERATOR_ADDR/metrics
-  operator log:     $ZASTAVA_OPERATOR_LOG
-  webhook metrics:  curl http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
-  webhook log:      $ZASTAVA_WEBHOOK_LOG   (one "admission decision" line per review)
-  observer metrics: curl http://$ZASTAVA_OBSERVER_ADDR/metrics
+  kubectl -n $NAMESPACE get pods
+  kubectl -n $NAMESPACE logs deploy/zastava-webhook   (one "admission decision" line per review)
+  kubectl -n $NAMESPACE port-forward deploy/zastava-operator 8080   # then curl localhost:8080/metrics
   stop everything:  make demo-down
 EOF

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The end-to-end tests against the real local cluster: brings the cluster up unless it already
-# runs, installs the CRDs, runs the operator, runs `cargo test -p zastava-e2e`, and tears down
-# what it started even when a test fails. Arguments go to `cargo test` (e.g. `--test observer`).
+# runs, and tears down what it started even when a test fails. Two phases on the one cluster:
+#  1. host processes: installs the CRDs, runs operator, webhook and observer next to the
+#     cluster from the dev build, runs `cargo test -p zastava-e2e` (every test binary but the
+#     in-cluster one);
+#  2. in cluster: stops those processes, builds the images from the same binaries
+#     (images/make.sh, dev profile), pushes, signs and attaches their SBOMs, and runs the
+#     in-cluster test binary, which installs charts/zastava with Helm.
+# Arguments go to `cargo test` of phase 1 only (e.g. `--test observer`); `--test incluster`
+# runs phase 2 only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=cluster/lib.sh
@@ -16,8 +23,19 @@ bash tests/e2e/cluster/up.sh
 # shellcheck source=zastava.sh
 . tests/e2e/zastava.sh
 
+phases=(host incluster)
+if [[ " $* " == *" --test incluster "* ]]; then
+  phases=(incluster)
+elif (($# > 0)); then
+  phases=(host)
+fi
+
 cleanup() {
   local rc=$?
+  # A failed in-cluster test may leave the release; its webhook configuration goes with it.
+  if [[ -n ${ZASTAVA_HELM_PYTHON:-} ]]; then
+    "$ZASTAVA_HELM_PYTHON" tests/e2e/helm.py uninstall zastava -n zastava-e2e-chart --wait >/dev/null 2>&1 || true
+  fi
   zastava_stop_observer || true
   zastava_stop_webhook || true
   zastava_stop_operator || true
@@ -59,7 +77,22 @@ export ZASTAVA_OBSERVER_URL=http://$ZASTAVA_OBSERVER_ADDR
 export ZASTAVA_OBSERVER_LOG
 export ZASTAVA_OPERATOR_BIN=$PWD/target/debug/zastava-operator
 export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
-# Test binaries run one after another; the tests inside one share the cluster in parallel,
-# each in namespaces and objects of its own.
-# Arguments select tests while working on them (e.g. `run.sh --test observer`).
-cargo test -p zastava-e2e --locked --no-fail-fast "$@" -- --test-threads=4
+rc=0
+if [[ " ${phases[*]} " == *" host "* ]]; then
+  # Test binaries run one after another; the tests inside one share the cluster in parallel,
+  # each in namespaces and objects of its own.
+  cargo test -p zastava-e2e --locked --no-fail-fast "$@" -- --test-threads=4 || rc=$?
+fi
+
+if [[ " ${phases[*]} " == *" incluster "* ]]; then
+  log "in-cluster phase: stopping the host processes, building and pushing the images"
+  zastava_stop_observer
+  zastava_stop_webhook
+  zastava_stop_operator
+  zastava_remove_webhook_configuration
+  IMAGE_PROFILE=dev IMAGE_SKIP_CARGO=1 bash images/make.sh
+  export ZASTAVA_IMAGES_ENV=$PWD/target/images/dev/images.env
+  export ZASTAVA_IMAGES_PUBKEY=$PWD/target/images/dev/cosign.pub
+  cargo test -p zastava-e2e --locked --test incluster -- --nocapture || rc=$?
+fi
+exit "$rc"

@@ -23,6 +23,7 @@ ZASTAVA_OBSERVER_LOG=$LOG_DIR/zastava-observer.log
 zastava_build() {
   log "building Zastava (cargo build --workspace --bins --tests)"
   cargo build --workspace --bins --tests --locked
+  cargo build --locked -p zastava-e2e --test incluster
 }
 
 zastava_install_crds() {
@@ -93,7 +94,7 @@ zastava_start_webhook() {
     "http://$ZASTAVA_WEBHOOK_HTTP_ADDR/readyz" \
     ZASTAVA_NAMESPACE="$ZASTAVA_NAMESPACE" ZASTAVA_WEBHOOK_ADDR="$ZASTAVA_WEBHOOK_ADDR" \
     ZASTAVA_HTTP_ADDR="$ZASTAVA_WEBHOOK_HTTP_ADDR" ZASTAVA_INSECURE_REGISTRIES="$ZASTAVA_REGISTRY" \
-    ZASTAVA_REGISTRY_TIMEOUT_MS=2000 \
+    ZASTAVA_REGISTRY_TIMEOUT_MS=2000 ZASTAVA_SHUTDOWN_DELAY_SECONDS=0 \
     target/debug/zastava-webhook serve
 }
 

@@ -154,6 +154,7 @@ async fn bench() {
         insecure_registries: vec![env("ZASTAVA_REGISTRY")],
         registry_timeout_ms: 5000,
         cache_capacity: 10_000,
+        shutdown_delay_seconds: 0,
         drain_seconds: 1,
         log_format: zastava_webhook::LogFormat::Json,
     };

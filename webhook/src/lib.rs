@@ -82,7 +82,12 @@ pub struct ServeConfig {
     /// Image digests (and tag resolutions) kept in the verdict cache.
     #[arg(long, env = "ZASTAVA_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: u64,
-    /// Seconds open connections get to finish after SIGTERM.
+    /// Seconds the webhook keeps accepting after SIGTERM, unready and closing every connection
+    /// after its answer, so the Service's endpoints drop the pod (kube-proxy and the
+    /// apiserver's connections catch up) before it stops accepting. 0 outside a cluster.
+    #[arg(long, env = "ZASTAVA_SHUTDOWN_DELAY_SECONDS", default_value_t = 5)]
+    pub shutdown_delay_seconds: u64,
+    /// Seconds open connections get to finish once it stopped accepting.
     #[arg(long, env = "ZASTAVA_DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
     /// Log format; the level comes from RUST_LOG (default info). With `json`, each admission
@@ -128,6 +133,7 @@ pub fn app(
         client,
         zastava_namespace: config.namespace.clone(),
         ready: Default::default(),
+        closing: Default::default(),
         certs: Arc::new(CertStore::default()),
         decision_log: match config.log_format {
             LogFormat::Json => DecisionLog::Json(Arc::new(std::io::stdout())),
@@ -140,11 +146,6 @@ pub fn app(
 pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     let client = Client::try_default().await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        zastava_shell::shutdown_signal().await;
-        tracing::info!("shutdown requested; draining");
-        let _ = stop_tx.send(true);
-    });
 
     let (ns_store, ns_writer) = reflector::store();
     let namespaces = watcher(
@@ -160,6 +161,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
         }),
     );
     let app = app(&config, Some(client.clone()), Some(ns_store));
+    let delay = Duration::from_secs(config.shutdown_delay_seconds);
+    let closing = app.clone();
+    tokio::spawn(async move {
+        zastava_shell::shutdown_signal().await;
+        closing.closing.store(true, Ordering::Relaxed);
+        tracing::info!(
+            ?delay,
+            "shutdown requested; serving unready until the endpoints drop this pod"
+        );
+        tokio::time::sleep(delay).await;
+        tracing::info!("draining");
+        let _ = stop_tx.send(true);
+    });
 
     let probes = TcpListener::bind(config.http_addr)
         .await

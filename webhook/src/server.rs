@@ -62,6 +62,9 @@ pub struct App {
     pub zastava_namespace: String,
     /// Policies and Secrets synced and a certificate loaded.
     pub ready: AtomicBool,
+    /// SIGTERM came: unready, and every answer closes its connection, so the apiserver opens
+    /// its next ones through the Service to the replicas that stay.
+    pub closing: AtomicBool,
     pub certs: Arc<CertStore>,
     /// Where each decision is recorded.
     pub decision_log: DecisionLog,
@@ -401,7 +404,14 @@ async fn validate(State(app): State<Arc<App>>, body: Bytes) -> HttpResponse {
     } else {
         "text/plain; charset=utf-8"
     };
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    if app.closing.load(Ordering::Relaxed) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 pub fn admission_router(app: Arc<App>) -> Router {
@@ -418,7 +428,9 @@ pub fn probe_router(app: Arc<App>) -> Router {
         .route(
             "/readyz",
             get(|State(app): State<Arc<App>>| async move {
-                if app.ready.load(Ordering::Relaxed) {
+                if app.closing.load(Ordering::Relaxed) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+                } else if app.ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready\n")
                 } else {
                     (

@@ -42,6 +42,7 @@ async fn serve() -> Served {
         insecure_registries: vec![],
         registry_timeout_ms: 500,
         cache_capacity: 100,
+        shutdown_delay_seconds: 0,
         drain_seconds: 5,
         // Decisions through tracing: a test's stdout is the harness's.
         log_format: zastava_webhook::LogFormat::Text,

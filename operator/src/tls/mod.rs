@@ -21,6 +21,7 @@ use futures::{stream, Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -252,7 +253,26 @@ async fn reconcile(ctx: &Context) -> Result<StdDuration, Error> {
     // Without a usable CA bundle the configuration is left as it is: a `caBundle` the API
     // server cannot verify the webhook with would fail every call.
     if let Some(ca) = ca {
-        let desired = webhook_config::desired(&ctx.webhook, &ca, &policies);
+        let owner = match &ctx.webhook.owner_cluster_role {
+            None => None,
+            Some(name) => match Api::<ClusterRole>::all(ctx.client.clone())
+                .get_opt(name)
+                .await?
+                .and_then(|role| role.metadata.uid)
+            {
+                Some(uid) => Some(webhook_config::cluster_role_owner(name, &uid)),
+                // Being uninstalled (or not installed yet): a configuration written now would
+                // outlive the operator and refuse Pods with nobody to answer.
+                None => {
+                    tracing::warn!(
+                        cluster_role = %name,
+                        "the ClusterRole owning the webhook configuration does not exist; not writing the configuration"
+                    );
+                    return Ok(RETRY_ERROR);
+                }
+            },
+        };
+        let desired = webhook_config::desired(&ctx.webhook, &ca, &policies, owner);
         match &live {
             Some(live) if webhook_config::up_to_date(live, &desired) => {}
             _ => {

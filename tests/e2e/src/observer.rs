@@ -183,3 +183,39 @@ impl Drop for RestoreObserver {
         }
     }
 }
+
+/// `sha256sum FILE` (coreutils), the reference the observer's hashes are compared with.
+pub fn sha256sum(path: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sha256sum {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The GNU build-id `readelf -n FILE` (binutils) prints.
+pub fn readelf_build_id(path: &str) -> Option<String> {
+    let out = std::process::Command::new("readelf")
+        .args(["-n", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "readelf -n {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+}

@@ -14,7 +14,9 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use zastava_crds::posture::DriftKind;
 use zastava_crds::RuntimePosture;
-use zastava_e2e::observer::{deploy, deploy_image, has_evidence, node_entry, running_pod};
+use zastava_e2e::observer::{
+    deploy, deploy_image, has_evidence, node_entry, readelf_build_id, running_pod, sha256sum,
+};
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
     kubectl, metric, unique, wait_for, TestImage, FIELD_MANAGER,
@@ -315,42 +317,6 @@ async fn policy_runtime_rules() {
 
     delete_policy(&client, &policy).await;
     delete_namespace(&client, &ns).await;
-}
-
-/// `sha256sum FILE` (coreutils), the reference the observer's hashes are compared with.
-fn sha256sum(path: &str) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sha256sum {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// The GNU build-id `readelf -n FILE` (binutils) prints.
-fn readelf_build_id(path: &str) -> Option<String> {
-    let out = std::process::Command::new("readelf")
-        .args(["-n", path])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "readelf -n {path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
 }
 
 /// A dynamically linked program started through `sh -c`: its RuntimePosture shows the entry

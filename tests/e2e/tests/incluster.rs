@@ -1,0 +1,445 @@
+//! Zastava as its users run it: `helm install` of `charts/zastava` with the images `make
+//! images` built, signed and pushed, every component in the cluster under its own
+//! ServiceAccount, RBAC and security context; the apiserver calls the webhook through its
+//! Service (kube-proxy). One test, in the order a release lives: install, admission through the
+//! Service, a webhook pod lost under load, the operator's leader lost, the observer DaemonSet's
+//! posture, an upgrade under load, an uninstall that leaves no webhook behind, a reinstall.
+//!
+//! `tests/e2e/run.sh` runs it after the host-process tests, with those processes stopped.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use zastava_crds::ZastavaPolicy;
+use zastava_e2e::install::{
+    admission_loop, admit, helm, image, image_signing_key, pods_of, values, wait_all_ready,
+    Admission, NAMESPACE, RELEASE,
+};
+use zastava_e2e::observer::{deploy_image, node_entry, readelf_build_id, running_pod, sha256sum};
+use zastava_e2e::webhook::strict_policy;
+use zastava_e2e::{
+    apply_policy, client, create_namespace, delete_namespace, delete_policy, env, unique, wait_for,
+    wait_ready, TestImage,
+};
+
+const CHART: &str = "charts/zastava";
+const WEBHOOK_CONFIG: &str = "zastava-webhook";
+
+/// Uninstalls the release when the test ends, passed or not, so a failure never leaves a
+/// webhook configuration that refuses the next test's pods.
+struct Release;
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]);
+    }
+}
+
+fn install(extra: serde_json::Value) -> Duration {
+    let values = values(extra);
+    let start = Instant::now();
+    let values = values.to_str().unwrap();
+    helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "-f",
+        values,
+        "--wait",
+        "--timeout",
+        "300s",
+    ])
+    .unwrap_or_else(|e| panic!("helm install: {e}"));
+    start.elapsed()
+}
+
+/// The configuration exists with both... webhooks and a CA bundle: the operator has
+/// provisioned TLS and published it.
+async fn webhook_configured(client: &Client) -> ValidatingWebhookConfiguration {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for(
+        "the ValidatingWebhookConfiguration with a CA bundle",
+        Duration::from_secs(120),
+        || async {
+            let vwc = api.get_opt(WEBHOOK_CONFIG).await.ok()??;
+            let ready = vwc.webhooks.as_ref().is_some_and(|w| {
+                !w.is_empty() && w.iter().all(|w| w.client_config.ca_bundle.is_some())
+            });
+            ready.then_some(vwc)
+        },
+    )
+    .await
+}
+
+/// Waits until admission in `ns` answers as it should: `signed` allowed, `unsigned` denied.
+async fn enforcing(client: &Client, ns: &str, signed: &str, unsigned: &str) {
+    wait_for(
+        "admission through the Service to enforce the policy",
+        Duration::from_secs(90),
+        || async {
+            let denied = matches!(admit(client, ns, unsigned).await, Admission::Denied(_));
+            (denied && admit(client, ns, signed).await == Admission::Allowed).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn lease_holder(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    leases
+        .get_opt("zastava-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+/// Runs admissions of `signed` in two loops while `during` runs; asserts none failed.
+async fn under_load<F: std::future::Future<Output = ()>>(
+    client: &Client,
+    ns: &str,
+    signed: &str,
+    what: &str,
+    during: F,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(admission_loop(
+                client.clone(),
+                ns.to_string(),
+                signed.to_string(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    during.await;
+    stop.send(true).unwrap();
+    let mut made = 0;
+    let mut wrong = Vec::new();
+    for l in loops {
+        let (n, w) = l.await.unwrap();
+        made += n;
+        wrong.extend(w);
+    }
+    println!("{what}: {made} admissions, {} not allowed", wrong.len());
+    assert!(made > 20, "{what}: only {made} admissions were made");
+    assert!(
+        wrong.is_empty(),
+        "{what}: {} of {made} admissions failed: {wrong:?}",
+        wrong.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_serve_survive_upgrade_uninstall_reinstall() {
+    let client = client().await;
+    // A release left by an interrupted run: gone, its pods too (an old operator would hold
+    // the Lease until it expires).
+    if helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]).is_ok() {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+        wait_for(
+            "the old release's pods to be gone",
+            Duration::from_secs(120),
+            || async {
+                pods.list(&Default::default())
+                    .await
+                    .ok()?
+                    .items
+                    .is_empty()
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let signed = image("webhook");
+    let unsigned = env("ZASTAVA_TEST_IMAGE");
+
+    // What the test's namespaces are held to: Zastava's own signing key and an SBOM.
+    let enforced = unique("e2e-chart");
+    create_namespace(&client, &enforced, json!({})).await;
+    let policy = unique("e2e-chart");
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&enforced, &[&image_signing_key()], "Enforce"),
+    )
+    .await;
+
+    // ---- install: every pod Ready, measured.
+    let release = Release;
+    let helm_time = install(json!({}));
+    let ready_time = wait_all_ready(&client, Duration::from_secs(300)).await;
+    println!(
+        "install to Ready: helm install --wait {:.1} s, then every pod Ready after {:.1} s more",
+        helm_time.as_secs_f64(),
+        ready_time.as_secs_f64()
+    );
+    wait_ready(&client, &policy, "True").await;
+    let vwc = webhook_configured(&client).await;
+    let service = vwc.webhooks.as_ref().unwrap()[0]
+        .client_config
+        .service
+        .clone()
+        .expect("the apiserver calls the webhook through its Service");
+    assert_eq!(service.namespace, NAMESPACE);
+    assert_eq!(service.name, "zastava-webhook");
+
+    // ---- admission through the Service: Zastava's own signed image with its SBOM admitted
+    // (a cluster demanding both admits Zastava), the unsigned test image denied.
+    enforcing(&client, &enforced, &signed, &unsigned).await;
+    match admit(&client, &enforced, &unsigned).await {
+        Admission::Denied(message) => assert!(message.contains("signature"), "{message}"),
+        other => panic!("the unsigned image: {other:?}"),
+    }
+
+    // ---- one webhook pod deleted under load: no failed admission.
+    let webhooks = pods_of(&client, "webhook").await;
+    assert_eq!(webhooks.len(), 2, "{webhooks:?}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    under_load(&client, &enforced, &signed, "webhook pod deleted", async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        pods.delete(&webhooks[0], &DeleteParams::default())
+            .await
+            .expect("deleting a webhook pod");
+        wait_for(
+            "the deleted webhook pod to be replaced",
+            Duration::from_secs(120),
+            || async {
+                let now = pods_of(&client, "webhook").await;
+                let replaced = now.len() == 2 && !now.contains(&webhooks[0]);
+                let ready = all_ready(&pods, &now).await;
+                (replaced && ready).then_some(())
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
+
+    // ---- the operator's leader deleted: the other replica takes the Lease within the lease
+    // duration; the webhook configuration and its certificate stay valid.
+    let leader = wait_for("a Lease holder", Duration::from_secs(60), || {
+        lease_holder(&client)
+    })
+    .await;
+    let operators = pods_of(&client, "operator").await;
+    assert_eq!(operators.len(), 2, "{operators:?}");
+    assert!(
+        operators.contains(&leader),
+        "{leader} not among {operators:?}"
+    );
+    let bundle_before = vwc.webhooks.as_ref().unwrap()[0]
+        .client_config
+        .ca_bundle
+        .clone();
+    let lost = Instant::now();
+    pods.delete(&leader, &DeleteParams::default())
+        .await
+        .expect("deleting the leader");
+    // The standby, or the leader's replacement should it start first: any live replica.
+    let new_leader = wait_for(
+        "another replica to hold the Lease",
+        Duration::from_secs(30),
+        || async {
+            let holder = lease_holder(&client).await.filter(|h| *h != leader)?;
+            pods_of(&client, "operator")
+                .await
+                .contains(&holder)
+                .then_some(holder)
+        },
+    )
+    .await;
+    let takeover = lost.elapsed();
+    println!(
+        "operator takeover: {new_leader} holds the Lease {:.1} s after {leader} was deleted",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover <= Duration::from_secs(10),
+        "takeover took {takeover:?}, the lease lasts 10 s"
+    );
+    let vwc = webhook_configured(&client).await;
+    assert_eq!(
+        vwc.webhooks.as_ref().unwrap()[0].client_config.ca_bundle,
+        bundle_before
+    );
+    enforcing(&client, &enforced, &signed, &unsigned).await;
+
+    // ---- the observer DaemonSet: a RuntimePosture with libraries and build-ids.
+    observed_libraries(&client).await;
+
+    // ---- helm upgrade changing a value rolls the pods under load: no failed admission.
+    let before = pods_of(&client, "webhook").await;
+    let upgrade_values = values(json!({"webhook": {"registryTimeoutMs": 2500}}));
+    under_load(&client, &enforced, &signed, "helm upgrade", async {
+        let values = upgrade_values.to_str().unwrap().to_string();
+        // Helm blocks; the admission loops go on beside it.
+        tokio::task::spawn_blocking(move || {
+            helm(&[
+                "upgrade",
+                RELEASE,
+                CHART,
+                "-n",
+                NAMESPACE,
+                "-f",
+                &values,
+                "--wait",
+                "--timeout",
+                "300s",
+            ])
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("helm upgrade: {e}"));
+        wait_for(
+            "the webhook pods to be replaced",
+            Duration::from_secs(300),
+            || async {
+                let now = pods_of(&client, "webhook").await;
+                let rolled = now.len() == 2 && now.iter().all(|p| !before.contains(p));
+                (rolled && all_ready(&pods, &now).await).then_some(())
+            },
+        )
+        .await;
+        wait_all_ready(&client, Duration::from_secs(300)).await;
+        // Past the old pods' shutdown delay and drain.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+    let after = pods_of(&client, "webhook").await;
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "not rolled: {before:?} -> {after:?}"
+    );
+
+    // ---- helm uninstall: no webhook configuration left behind, pods created normally right
+    // after, CRDs and policies kept.
+    helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"])
+        .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+    let gone = Instant::now();
+    let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for(
+        "the webhook configuration to be deleted",
+        Duration::from_secs(60),
+        || async { matches!(vwcs.get_opt(WEBHOOK_CONFIG).await, Ok(None)).then_some(()) },
+    )
+    .await;
+    println!(
+        "webhook configuration gone {:.1} s after helm uninstall returned",
+        gone.elapsed().as_secs_f64()
+    );
+    let free: Api<Pod> = Api::namespaced(client.clone(), &enforced);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "after-uninstall"},
+        "spec": {"containers": [{"name": "app", "image": unsigned, "command": ["sleep", "1"]}]},
+    }))
+    .unwrap();
+    free.create(&PostParams::default(), &pod)
+        .await
+        .expect("an unsigned pod is created once Zastava is uninstalled");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [
+        "zastavapolicies.zastava.stellaops.io",
+        "runtimepostures.zastava.stellaops.io",
+    ] {
+        assert!(
+            crds.get_opt(crd).await.unwrap().is_some(),
+            "{crd} was removed"
+        );
+    }
+    let policies: Api<ZastavaPolicy> = Api::all(client.clone());
+    assert!(
+        policies.get_opt(&policy).await.unwrap().is_some(),
+        "the policy was removed"
+    );
+
+    // ---- reinstall: the policies are picked up again.
+    install(json!({}));
+    wait_all_ready(&client, Duration::from_secs(300)).await;
+    webhook_configured(&client).await;
+    enforcing(&client, &enforced, &signed, &unsigned).await;
+
+    drop(release);
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &enforced).await;
+}
+
+async fn all_ready(pods: &Api<Pod>, names: &[String]) -> bool {
+    for name in names {
+        match pods.get_opt(name).await {
+            Ok(Some(p)) if zastava_e2e::install::pod_ready(&p) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The DaemonSet's observer, running with its own ServiceAccount and mounts, reports a
+/// dynamically linked program with its libraries, each with the sha256 and build-id of the
+/// file on the node.
+async fn observed_libraries(client: &Client) {
+    let ns = unique("e2e-chart-obs");
+    let policy = unique("e2e-chart-obs");
+    create_namespace(client, &ns, json!({})).await;
+    apply_policy(
+        client,
+        &policy,
+        json!({"mode": "Audit", "namespaces": [ns]}),
+    )
+    .await;
+    wait_ready(client, &policy, "True").await;
+    let image = TestImage::copy("ZASTAVA_DYN_IMAGE", &ns, "v1");
+    deploy_image(
+        client,
+        &ns,
+        "dyn",
+        &image.by_tag(),
+        &["/opt/dyn/bin/sleep", "3600"],
+    )
+    .await;
+    let pod = running_pod(client, &ns, "dyn").await;
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let (_, entry) = node_entry(
+        client,
+        &ns,
+        "deployment-dyn",
+        "the DaemonSet's observer reports the process with its libraries",
+        Duration::from_secs(120),
+        |e| {
+            e.processes
+                .iter()
+                .any(|p| p.pod == pod_name && !p.loaded_libs.is_empty() && p.executable.is_some())
+        },
+    )
+    .await;
+    let process = entry.processes.iter().find(|p| p.pod == pod_name).unwrap();
+    let root = format!("/proc/{}/root", process.pid);
+    let exe = process.executable.as_ref().unwrap();
+    assert_eq!(exe.path, "/opt/dyn/bin/sleep");
+    assert_eq!(
+        exe.build_id,
+        readelf_build_id(&format!("{root}{}", exe.path))
+    );
+    assert!(exe.build_id.is_some());
+    let libc = process
+        .loaded_libs
+        .iter()
+        .find(|l| l.path.ends_with("/libc.so.6"))
+        .unwrap_or_else(|| panic!("libc not among {:?}", process.loaded_libs));
+    let file = format!("{root}{}", libc.path);
+    assert_eq!(libc.sha256.as_deref(), Some(sha256sum(&file).as_str()));
+    assert_eq!(libc.build_id, readelf_build_id(&file));
+    assert!(libc.build_id.is_some());
+    delete_policy(client, &policy).await;
+    delete_namespace(client, &ns).await;
+}
