@@ -40,14 +40,22 @@
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
+use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::confined::{self, Root};
+use crate::limits::{
+    HEADER_BYTES, MAX_DIR_ENTRIES, MAX_LOOP_ITEMS, MAX_RUN_PARTS, MAX_SCRIPT_BYTES,
+    MAX_SCRIPT_NESTING as MAX_NESTING, MAX_TRACE_STATES as MAX_STATES,
+    MAX_TRACE_STEPS as MAX_STEPS, MAX_TRACE_WARNINGS as MAX_WARNINGS, MAX_VALUE_BYTES,
+    TRACE_GLOB_STEPS_PER_UNIT as GLOB_STEPS_PER_UNIT,
+    TRACE_HASH_BYTES_PER_UNIT as HASH_BYTES_PER_UNIT, TRACE_WALL_TIME, TRACE_WORK_UNITS,
+};
 
 /// One step of the trace, as in the runtime event contract `entryTrace[{file,line,op,target}]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -141,36 +149,6 @@ pub fn is_busybox(path: &str) -> bool {
 const ARGV: &str = "argv";
 /// What execvp(3) searches when `PATH` is unset (glibc's `_CS_PATH`), e.g. after `env -i`.
 const UNSET_PATH: &str = "/bin:/usr/bin";
-/// Scripts larger than this are not read (entrypoint scripts are a few KiB).
-const MAX_SCRIPT_BYTES: u64 = 1 << 20;
-/// Longer values (of variables, words, arguments) are taken as unknown: no path or command
-/// word is that long (`PATH_MAX`), and it bounds what each path through a script holds.
-const MAX_VALUE_BYTES: usize = 4096;
-/// Work units per this many bytes hashed to dedupe paths, and per this many steps of
-/// pattern matching.
-const HASH_BYTES_PER_UNIT: usize = 8 * 1024;
-const GLOB_STEPS_PER_UNIT: usize = 10_000;
-/// What the kernel reads to find a `#!` line (`BINPRM_BUF_SIZE`).
-const HEADER_BYTES: u64 = 256;
-const MAX_STEPS: usize = 1024;
-const MAX_WARNINGS: usize = 128;
-/// Paths through a script explored at once (each undecidable condition doubles them); beyond
-/// this, paths that differ only in variables are joined, and only then are paths dropped.
-const MAX_STATES: usize = 32;
-/// Commands interpreted and programs followed in one trace: bounds the work a hostile script
-/// (a function calling itself twice per call, ...) can cause below `max_depth`.
-const WORK_BUDGET: usize = 50_000;
-/// As the kernel's `ELOOP` limit.
-const MAX_SYMLINK_HOPS: usize = 40;
-/// Nesting of compound commands (and of `${...}` inside `${...}`) the parser accepts, so a
-/// hostile script cannot exhaust the stack.
-const MAX_NESTING: usize = 100;
-const MAX_RUN_PARTS: usize = 64;
-/// Entries of a `run-parts` directory read (they are sorted before `MAX_RUN_PARTS` apply).
-const MAX_DIR_ENTRIES: usize = 4096;
-/// A `for` loop over a known list runs its body once per item up to this many items.
-const MAX_LOOP_ITEMS: usize = 32;
-
 // ---------------------------------------------------------------------------------------------
 // The container's root filesystem
 // ---------------------------------------------------------------------------------------------
@@ -183,122 +161,69 @@ enum ResolveError {
     NotADirectory,
     #[error("too many levels of symbolic links")]
     Loop,
-    #[error("a symbolic link target is not UTF-8")]
-    NotUtf8,
     #[error("{0}")]
     Io(io::Error),
 }
 
 /// A path resolved inside the root: no symlinks left in it.
-struct Resolved {
-    /// Absolute, inside the container.
-    path: String,
-    meta: fs::Metadata,
+type Resolved = confined::Resolved;
+
+/// The container's root filesystem: every lookup and every read goes through
+/// [`confined::Root`], so nothing outside the root is ever read, whatever the container does
+/// to its files while it is traced; FIFOs, sockets and devices are never opened for reading.
+struct Rootfs {
+    root: Result<Root, String>,
 }
 
-impl Resolved {
-    fn is_executable(&self) -> bool {
-        self.meta.is_file() && self.meta.permissions().mode() & 0o111 != 0
-    }
-}
-
-struct Rootfs<'r> {
-    root: &'r Path,
-}
-
-impl Rootfs<'_> {
-    fn host(&self, path: &str) -> PathBuf {
-        self.root.join(path.trim_start_matches('/'))
+impl Rootfs {
+    fn new(root: &Path) -> Rootfs {
+        Rootfs {
+            root: Root::open(root).map_err(|e| format!("{}: {e}", root.display())),
+        }
     }
 
-    /// Resolves `path` (absolute, inside the container) the way the kernel would with `root`
-    /// as `/`: `..` stops at the root and absolute symlink targets start over from it.
-    /// (A container changing its files while they are read could still race this; what is
-    /// read is only parsed, never executed or shipped.)
+    fn root(&self) -> Result<&Root, ResolveError> {
+        self.root
+            .as_ref()
+            .map_err(|e| ResolveError::Io(io::Error::other(e.clone())))
+    }
+
+    /// Resolves `path` (absolute, inside the container) the way the kernel would with the
+    /// root as `/`: `..` stops at the root and absolute symlink targets start over from it.
     fn resolve(&self, path: &str) -> Result<Resolved, ResolveError> {
-        let mut done: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = components(path).rev().map(str::to_string).collect();
-        let mut hops = 0;
-        // The root itself is followed: `/proc/<pid>/root` is a (magic) symlink to the
-        // container's `/`. Everything below it is resolved here.
-        let mut meta = fs::metadata(self.root).map_err(io_error)?;
-        while let Some(name) = todo.pop() {
-            match name.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    meta = self.dir_meta(&done)?;
-                    continue;
-                }
-                _ => {}
-            }
-            if !meta.is_dir() {
-                return Err(ResolveError::NotADirectory);
-            }
-            done.push(name);
-            let host = self.host(&done.join("/"));
-            meta = fs::symlink_metadata(&host).map_err(io_error)?;
-            if meta.file_type().is_symlink() {
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
-                    return Err(ResolveError::Loop);
-                }
-                let target = fs::read_link(&host).map_err(io_error)?;
-                let target = target.to_str().ok_or(ResolveError::NotUtf8)?;
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                todo.extend(components(target).rev().map(str::to_string));
-                // The directory the link sits in, to continue from.
-                meta = self.dir_meta(&done)?;
-            }
-        }
-        Ok(Resolved {
-            path: format!("/{}", done.join("/")),
-            meta,
-        })
+        self.root()?.resolve(path).map_err(io_error)
     }
 
-    /// The metadata of a directory reached while resolving (the root when `done` is empty,
-    /// which is followed like the root always is).
-    fn dir_meta(&self, done: &[String]) -> Result<fs::Metadata, ResolveError> {
-        if done.is_empty() {
-            return fs::metadata(self.root).map_err(io_error);
-        }
-        fs::symlink_metadata(self.host(&done.join("/"))).map_err(io_error)
-    }
-
-    /// The first `limit` bytes of a resolved regular file.
+    /// The first `limit` bytes of a resolved regular file, if it is still that file.
     fn read(&self, file: &Resolved, limit: u64) -> io::Result<Vec<u8>> {
+        let root = self.root().map_err(|e| io::Error::other(e.to_string()))?;
+        let opened = root.open_resolved(file)?;
+        if !opened.meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
         let mut data = Vec::new();
-        fs::File::open(self.host(&file.path))?
-            .take(limit)
-            .read_to_end(&mut data)?;
+        opened.file.take(limit).read_to_end(&mut data)?;
         Ok(data)
     }
 
     /// The UTF-8 names in a directory (others cannot be run by name from a script anyway),
     /// at most `limit` of them read; and whether there were more.
     fn list(&self, dir: &str, limit: usize) -> Result<(Vec<String>, bool), ResolveError> {
-        let dir = self.resolve(dir)?;
+        let root = self.root()?;
+        let dir = root.resolve(dir).map_err(io_error)?;
         if !dir.meta.is_dir() {
             return Err(ResolveError::NotADirectory);
         }
-        let mut entries = fs::read_dir(self.host(&dir.path)).map_err(ResolveError::Io)?;
-        let names = entries
-            .by_ref()
-            .take(limit)
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        Ok((names, entries.next().is_some()))
+        root.read_dir(&dir.path, limit).map_err(io_error)
     }
 }
 
 fn io_error(e: io::Error) -> ResolveError {
+    const ELOOP: i32 = 40;
     match e.kind() {
         io::ErrorKind::NotFound => ResolveError::NotFound,
         io::ErrorKind::NotADirectory => ResolveError::NotADirectory,
+        _ if e.raw_os_error() == Some(ELOOP) => ResolveError::Loop,
         _ => ResolveError::Io(e),
     }
 }
@@ -2598,8 +2523,8 @@ const BUILTINS: &[&str] = &[
     "wait",
 ];
 
-struct Tracer<'r> {
-    fs: Rootfs<'r>,
+struct Tracer {
+    fs: Rootfs,
     max_depth: usize,
     out: EntryTrace,
     seen: HashSet<TraceStep>,
@@ -2610,24 +2535,34 @@ struct Tracer<'r> {
     /// Scripts being traced, with their arguments: a script exec'ing itself (with the same
     /// arguments) is a cycle.
     active: Vec<(String, Vec<Field>)>,
+    /// Work units left of [`TRACE_WORK_UNITS`].
     budget: usize,
+    /// When the trace stops, spent or not ([`TRACE_WALL_TIME`]).
+    deadline: Instant,
+    /// Calls to `spend` (the clock is read every few).
+    spends: u32,
+    /// The work or the time budget is spent: the trace is truncated, and winds down.
+    out_of_budget: bool,
     /// Above zero while following a command a script runs and then moves on from (`run-parts`
     /// hooks): what it ends in is not what the container ends in — but what it starts in the
     /// background is.
     transient: usize,
 }
 
-impl<'r> Tracer<'r> {
-    fn new(root: &'r Path, max_depth: usize) -> Self {
+impl Tracer {
+    fn new(root: &Path, max_depth: usize) -> Self {
         Tracer {
-            fs: Rootfs { root },
+            fs: Rootfs::new(root),
             max_depth,
             out: EntryTrace::default(),
             seen: HashSet::new(),
             scripts: HashMap::new(),
             functions: Vec::new(),
             active: Vec::new(),
-            budget: WORK_BUDGET,
+            budget: TRACE_WORK_UNITS,
+            deadline: Instant::now() + TRACE_WALL_TIME,
+            spends: 0,
+            out_of_budget: false,
             transient: 0,
         }
     }
@@ -2669,17 +2604,35 @@ impl<'r> Tracer<'r> {
         }
     }
 
-    /// Takes `units` of work; false (and truncated) when the budget is spent.
+    /// Takes `units` of work; false (and truncated) when the budget or the time is spent.
     fn spend(&mut self, units: usize) -> bool {
-        if self.budget == 0 || units > self.budget {
-            self.budget = 0;
+        if self.out_of_budget {
+            return false;
+        }
+        self.spends = self.spends.wrapping_add(1);
+        if self.spends.is_multiple_of(64) && Instant::now() > self.deadline {
+            self.out_of_budget = true;
             self.truncate(format!(
-                "the work budget ({WORK_BUDGET} commands) is spent: the trace is incomplete"
+                "the time budget ({} s) is spent: the trace is incomplete",
+                TRACE_WALL_TIME.as_secs()
+            ));
+            return false;
+        }
+        if units > self.budget {
+            self.out_of_budget = true;
+            self.truncate(format!(
+                "the work budget ({TRACE_WORK_UNITS} units: commands, programs and words \
+                 expanded) is spent: the trace is incomplete"
             ));
             return false;
         }
         self.budget -= units;
         true
+    }
+
+    /// Whether the budget is spent (the trace is winding down).
+    fn spent(&self) -> bool {
+        self.out_of_budget
     }
 
     /// Charges matching `text` against `pattern` (up to text × pattern steps).
@@ -2876,7 +2829,10 @@ impl<'r> Tracer<'r> {
                 .find_map(|dir| {
                     let candidate = join(dir, name);
                     let resolved = self.fs.resolve(&candidate).ok()?;
-                    resolved.is_executable().then_some((candidate, resolved))
+                    resolved
+                        .meta
+                        .is_executable()
+                        .then_some((candidate, resolved))
                 });
             let Some((invoked, resolved)) = found else {
                 self.warn(format!("{at}: `{}` not found on PATH {path}", shown(name)));
@@ -3319,7 +3275,7 @@ impl<'r> Tracer<'r> {
         for name in names {
             let path = join(&dir, &name);
             // run-parts skips what it cannot execute.
-            if !self.fs.resolve(&path).is_ok_and(|r| r.is_executable()) {
+            if !self.fs.resolve(&path).is_ok_and(|r| r.meta.is_executable()) {
                 continue;
             }
             let mut argv = vec![Field::known(path)];
@@ -3623,6 +3579,9 @@ impl<'r> Tracer<'r> {
                 Some(words) => {
                     let mut items = Vec::new();
                     for w in words {
+                        if self.spent() {
+                            break;
+                        }
                         items.extend(self.fields(w, &mut st, cx));
                     }
                     items
@@ -4322,7 +4281,18 @@ impl<'r> Tracer<'r> {
 
     /// A word expanded into fields: parameters, `"$@"`, field splitting of unquoted
     /// expansions; pathname expansion is not known here, so an unquoted glob is unknown.
+    /// Charged one work unit per word and one per field it yields: once the budget is
+    /// spent, words expand to nothing (the trace is winding down, already truncated).
     fn fields(&mut self, word: &Word, st: &mut State, cx: &Cx) -> Vec<Field> {
+        if !self.spend(1) {
+            return Vec::new();
+        }
+        let out = self.fields_of(word, st, cx);
+        self.spend(out.len());
+        out
+    }
+
+    fn fields_of(&mut self, word: &Word, st: &mut State, cx: &Cx) -> Vec<Field> {
         let mut out = Vec::new();
         let mut cur = FieldBuf::default();
         for part in &word.parts {
@@ -4385,8 +4355,13 @@ impl<'r> Tracer<'r> {
     }
 
     /// A word expanded into one string (assignments, `case`, `[[ ]]`, `${x:-word}`).
+    /// Charged one work unit; once the budget is spent, an unknown value.
     fn string(&mut self, word: &Word, st: &mut State, cx: &Cx) -> Field {
         let mut cur = FieldBuf::default();
+        if !self.spend(1) {
+            cur.push_unknown("", true);
+            return cur.take();
+        }
         for part in &word.parts {
             match part {
                 Part::Lit { text, .. } => cur.push(text),
@@ -4629,7 +4604,8 @@ fn env_command(args: &[Field], env: &mut Env) -> Vec<Field> {
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
-    use std::os::unix::fs::symlink;
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn write(root: &Path, path: &str, content: &str, mode: u32) {
         let host = root.join(path.trim_start_matches('/'));
@@ -4882,7 +4858,7 @@ echo done &
         symlink("loop", r.join("bin/loop")).unwrap();
         fs::create_dir_all(r.join("usr")).unwrap();
         symlink("../bin", r.join("usr/bin")).unwrap();
-        let fs = Rootfs { root: r };
+        let fs = Rootfs::new(r);
         assert_eq!(fs.resolve("/bin/sh").unwrap().path, "/bin/busybox");
         assert_eq!(fs.resolve("/usr/bin/sh").unwrap().path, "/bin/busybox");
         assert_eq!(

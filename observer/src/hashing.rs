@@ -18,10 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::elf::{self, ElfInfo};
 use crate::error::{Error, Result};
 
-/// Default cap on files hashed per container (`collect.maxLibs`).
-pub const DEFAULT_MAX_LIBS: usize = 256;
-/// Default cap on bytes hashed per container (`collect.maxHashBytesPerContainer`).
-pub const DEFAULT_MAX_HASH_BYTES_PER_CONTAINER: u64 = 64_000_000;
+pub use crate::limits::{DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
 /// Default number of files the node-wide cache remembers.
 pub const DEFAULT_CACHE_ENTRIES: usize = 16_384;
 /// Read buffer for hashing.
@@ -303,6 +300,8 @@ pub enum Capped {
     MaxLibs,
     /// Hashing it would exceed `max_hash_bytes_per_container`.
     MaxHashBytes,
+    /// The sample's wall time ([`crate::limits::SAMPLE_WALL_TIME`]) was spent before it.
+    WallTime,
 }
 
 /// What one container has used of its [`Limits`].

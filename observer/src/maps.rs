@@ -13,8 +13,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use crate::limits;
 
 const DELETED_SUFFIX: &[u8] = b" (deleted)";
 
@@ -102,47 +105,187 @@ pub struct MappedFile {
 pub struct ProcessMaps {
     pub files: Vec<MappedFile>,
     pub warnings: Vec<String>,
+    /// Lines read (parsed or not).
+    pub lines: usize,
+    /// A cap ([`MapsCaps`]) left lines unread or skipped: `files` is what the lines read list.
+    pub partial: bool,
 }
 
 /// Why a maps line did not parse.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineError(pub String);
 
+/// How much of a maps file is read (defaults: [`crate::limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapsCaps {
+    pub max_bytes: u64,
+    pub max_lines: usize,
+    pub max_line_bytes: usize,
+}
+
+impl Default for MapsCaps {
+    fn default() -> Self {
+        MapsCaps {
+            max_bytes: limits::MAX_MAPS_BYTES,
+            max_lines: limits::MAX_MAPS_LINES,
+            max_line_bytes: limits::MAX_MAPS_LINE_BYTES,
+        }
+    }
+}
+
+/// Warnings about unparsable lines kept (each quotes its line); the rest are counted.
+const MAX_LINE_WARNINGS: usize = 16;
+
 /// Parses a whole maps file (as bytes: paths need not be UTF-8). Lines that do not parse are
 /// reported in `warnings` and skipped; they never fail the rest.
 pub fn parse_maps(text: &[u8]) -> ProcessMaps {
-    let mut out = ProcessMaps::default();
-    let mut index: HashMap<(PathBuf, (u32, u32), u64), usize> = HashMap::new();
-    for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+    let mut maps = Builder::default();
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    if !text.is_empty() {
+        for raw in text.split(|&b| b == b'\n') {
+            maps.line(raw);
+        }
+    }
+    maps.finish()
+}
+
+/// Reads and parses a maps file as it streams from `reader`, within `caps`: at most
+/// `max_bytes` are read and `max_lines` parsed, and a line longer than `max_line_bytes` is
+/// skipped without being held; what a cap left out makes the result `partial`, with a
+/// warning saying which cap.
+pub fn read_maps<R: Read>(mut reader: R, caps: &MapsCaps) -> io::Result<ProcessMaps> {
+    let mut maps = Builder::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    // The line being read is longer than `max_line_bytes`: skipped, not held.
+    let mut long = false;
+    let mut skipped = 0usize;
+    let mut total = 0u64;
+    let mut capped = None;
+    'read: loop {
+        let left = caps.max_bytes.saturating_sub(total);
+        // Once `max_bytes` are read, one byte more tells whether there was more.
+        let want = match usize::try_from(left) {
+            Ok(0) => 1,
+            Ok(left) => left.min(buf.len()),
+            Err(_) => buf.len(),
+        };
+        let n = read_some(&mut reader, &mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        if left == 0 {
+            capped = Some(format!("more than {} bytes", caps.max_bytes));
+            break;
+        }
+        total += n as u64;
+        for chunk in buf[..n].split_inclusive(|&b| b == b'\n') {
+            if maps.lines >= caps.max_lines {
+                capped = Some(format!("more than {} lines", caps.max_lines));
+                break 'read;
+            }
+            let (bytes, ends) = match chunk.strip_suffix(b"\n") {
+                Some(bytes) => (bytes, true),
+                None => (chunk, false),
+            };
+            if !long && line.len() + bytes.len() > caps.max_line_bytes {
+                long = true;
+                line.clear();
+            }
+            if !long {
+                line.extend_from_slice(bytes);
+            }
+            if ends {
+                if long {
+                    skipped += 1;
+                    maps.lines += 1;
+                    long = false;
+                } else {
+                    maps.line(&line);
+                    line.clear();
+                }
+            }
+        }
+    }
+    // A last line without its newline: whole if the file ended there, cut short if a cap did.
+    if capped.is_none() {
+        if long {
+            skipped += 1;
+            maps.lines += 1;
+        } else if !line.is_empty() {
+            maps.line(&line);
+        }
+    }
+    let mut out = maps.finish();
+    if skipped > 0 {
+        out.partial = true;
+        out.warnings.push(format!(
+            "maps: {skipped} line(s) longer than {} bytes skipped (cap)",
+            caps.max_line_bytes
+        ));
+    }
+    if let Some(why) = capped {
+        out.partial = true;
+        out.warnings.push(format!(
+            "maps: {why}: only the first {} lines are read (cap)",
+            out.lines
+        ));
+    }
+    Ok(out)
+}
+
+fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    out: ProcessMaps,
+    index: HashMap<(PathBuf, (u32, u32), u64), usize>,
+    lines: usize,
+    unparsed: usize,
+}
+
+impl Builder {
+    fn line(&mut self, raw: &[u8]) {
+        self.lines += 1;
+        let n = self.lines;
         if raw.is_empty() {
-            continue;
+            return;
         }
         let line = match parse_line(raw) {
             Ok(line) => line,
             Err(LineError(reason)) => {
-                out.warnings.push(format!(
-                    "maps line {}: {reason}: {:?}",
-                    n + 1,
-                    String::from_utf8_lossy(raw)
-                ));
-                continue;
+                self.unparsed += 1;
+                if self.out.warnings.len() < MAX_LINE_WARNINGS {
+                    self.out.warnings.push(format!(
+                        "maps line {n}: {reason}: {:?}",
+                        String::from_utf8_lossy(&raw[..raw.len().min(256)])
+                    ));
+                }
+                return;
             }
         };
         let (path, kind) = match &line.name {
             MapName::File(path) => (path.clone(), FileKind::Regular),
             MapName::Memfd(name) => (PathBuf::from(format!("/memfd:{name}")), FileKind::Memfd),
-            _ => continue,
+            _ => return,
         };
         let key = (path, line.dev, line.inode);
-        match index.get(&key) {
+        match self.index.get(&key) {
             Some(&i) => {
-                let file = &mut out.files[i];
+                let file = &mut self.out.files[i];
                 file.executable |= line.perms.exec;
                 file.deleted |= line.deleted;
             }
             None => {
-                index.insert(key.clone(), out.files.len());
-                out.files.push(MappedFile {
+                self.index.insert(key.clone(), self.out.files.len());
+                self.out.files.push(MappedFile {
                     path: key.0,
                     kind,
                     dev: line.dev,
@@ -154,7 +297,17 @@ pub fn parse_maps(text: &[u8]) -> ProcessMaps {
             }
         }
     }
-    out
+
+    fn finish(mut self) -> ProcessMaps {
+        let unlisted = self.unparsed.saturating_sub(MAX_LINE_WARNINGS);
+        if unlisted > 0 {
+            self.out
+                .warnings
+                .push(format!("maps: {unlisted} more lines did not parse"));
+        }
+        self.out.lines = self.lines;
+        self.out
+    }
 }
 
 /// Parses one maps line (without its newline).
@@ -532,6 +685,98 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             let line = format!("7f00-7f01 r-xp 00000000 08:01 1 {name}");
             let _ = parse_line(line.as_bytes());
         }
+    }
+
+    /// A reader handing out a few bytes at a time, as `/proc` does.
+    struct Dribble<'a>(&'a [u8], usize);
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streaming_reads_what_parsing_the_whole_file_does() {
+        for step in [1, 7, 100, 1 << 20] {
+            let read = read_maps(Dribble(MAPS.as_bytes(), step), &MapsCaps::default()).unwrap();
+            assert_eq!(read, parse_maps(MAPS.as_bytes()), "{step}");
+            assert!(!read.partial);
+            assert_eq!(read.lines, MAPS.lines().count());
+        }
+        // Without a last newline, the last line still counts.
+        let text = MAPS.trim_end();
+        let read = read_maps(text.as_bytes(), &MapsCaps::default()).unwrap();
+        assert_eq!(read.files, parse_maps(MAPS.as_bytes()).files);
+    }
+
+    #[test]
+    fn streaming_stops_at_its_caps_and_says_so() {
+        let whole = parse_maps(MAPS.as_bytes());
+        let caps = MapsCaps {
+            max_lines: 5,
+            ..MapsCaps::default()
+        };
+        let read = read_maps(Dribble(MAPS.as_bytes(), 13), &caps).unwrap();
+        assert!(read.partial);
+        assert_eq!(read.lines, 5);
+        assert_eq!(
+            paths(&read),
+            ["/usr/local/bin/app", "/usr/lib/locale/C.utf8/LC_CTYPE"]
+        );
+        assert!(
+            read.warnings
+                .iter()
+                .any(|w| w.contains("more than 5 lines")),
+            "{:?}",
+            read.warnings
+        );
+        // Exactly at the cap is not partial.
+        let five: String = MAPS.lines().take(5).map(|l| format!("{l}\n")).collect();
+        assert!(!read_maps(five.as_bytes(), &caps).unwrap().partial);
+
+        // A byte cap in the middle of a line: that line is dropped, not parsed cut short.
+        let cut = MAPS.find("libc.so.6").unwrap() as u64;
+        let caps = MapsCaps {
+            max_bytes: cut,
+            ..MapsCaps::default()
+        };
+        let read = read_maps(MAPS.as_bytes(), &caps).unwrap();
+        assert!(read.partial);
+        assert!(
+            !paths(&read).iter().any(|p| p.contains("libc")),
+            "{:?}",
+            paths(&read)
+        );
+        assert!(read
+            .warnings
+            .iter()
+            .any(|w| w.contains(&format!("more than {cut} bytes"))));
+
+        // An over-long line is skipped, the lines after it are read.
+        let long = format!(
+            "7f00-7f01 r-xp 00000000 fe:00 1 /{}\n{MAPS}",
+            "x".repeat(20_000)
+        );
+        let read = read_maps(Dribble(long.as_bytes(), 4096), &MapsCaps::default()).unwrap();
+        assert!(read.partial);
+        assert_eq!(read.files, whole.files);
+        assert!(
+            read.warnings.iter().any(|w| w.contains("longer than")),
+            "{:?}",
+            read.warnings
+        );
+    }
+
+    #[test]
+    fn warnings_about_bad_lines_are_capped() {
+        let bad = "garbage that is not a maps line\n".repeat(1000);
+        let maps = parse_maps(bad.as_bytes());
+        assert_eq!(maps.warnings.len(), MAX_LINE_WARNINGS + 1);
+        assert!(maps.warnings.last().unwrap().contains("984 more"));
     }
 
     #[test]

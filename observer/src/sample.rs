@@ -1,29 +1,37 @@
 //! One sample of a process: its executable and the code files it has mapped, hashed and
 //! build-id'd as they are inside the process's own root, plus (optionally) its entry trace.
 //!
-//! Files are read through `<proc>/<pid>/root/<path>` so a container's own files are the ones
-//! hashed; the opened file must have the inode the maps line names (anything else — a file
-//! replaced since, or a symlink planted to point outside the container — is not that file),
-//! otherwise `<proc>/<pid>/map_files/<range>` is tried (it needs `CAP_SYS_ADMIN`). The
+//! Files are read through `<proc>/<pid>/root/<path>`, opened with [`confined::Root`] (the
+//! path is resolved inside the process's root, whatever its symlinks say, and only a regular
+//! file is read) so a container's own files are the ones hashed; the opened file must have
+//! the device and inode the maps line names (anything else — a file replaced since, one of
+//! another filesystem with the same inode number — is not that file), otherwise
+//! `<proc>/<pid>/map_files/<range>` is tried (it needs `CAP_SYS_ADMIN`). What is read of
+//! `/proc` is capped as it streams, and a sample has a wall-time budget
+//! ([`crate::limits`]): past a cap the sample is `partial`, with a warning naming the cap. The
 //! executable is opened through `<proc>/<pid>/exe`. Nothing from the process is executed; its
 //! environment is never read; its arguments are only reported when asked.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use procfs::FromRead;
 use serde::Serialize;
 
+use crate::confined::{self, Root};
 use crate::entrytrace::{self, EntryTrace};
 use crate::error::{Error, Result};
 use crate::hashing::{open_regular, Budget, Capped, HashCache, Limits};
-use crate::maps::{self, FileKind, MappedFile};
+use crate::limits::{MAX_CMDLINE_BYTES, MAX_SAMPLE_WARNINGS, SAMPLE_WALL_TIME};
+use crate::maps::{self, FileKind, MappedFile, MapsCaps};
+
+/// Default shell/wrapper depth of the entry trace (`collect.maxDepth`).
+pub use crate::limits::DEFAULT_MAX_DEPTH;
 
 /// Where the host's procfs is mounted by default.
 pub const DEFAULT_PROC_ROOT: &str = "/proc";
-/// Default shell/wrapper depth of the entry trace (`collect.maxDepth`).
-pub const DEFAULT_MAX_DEPTH: usize = 48;
 
 /// What to sample and how much.
 #[derive(Clone, Debug)]
@@ -94,8 +102,9 @@ pub struct ProcessSample {
     pub entry_trace: Option<EntryTrace>,
     /// Bytes charged against `max_hash_bytes_per_container` (cached or not).
     pub hashed_bytes: u64,
-    /// The process exited (or its pid was reused) while it was sampled, twice: what is here
-    /// is what was read before that.
+    /// The process exited (or its pid was reused) while it was sampled, twice, or a cap
+    /// ([`crate::limits`]: maps size, command line, wall time) left something unread: what
+    /// is here is what was read (`warnings` says which).
     pub partial: bool,
     pub warnings: Vec<String>,
 }
@@ -158,7 +167,16 @@ struct Sampler<'a> {
     starttime: u64,
     budget: Budget,
     warnings: Vec<String>,
+    /// Warnings past [`MAX_SAMPLE_WARNINGS`], counted.
+    dropped_warnings: usize,
     vanished: bool,
+    /// A cap left something unread: the sample is partial.
+    capped: bool,
+    /// Past [`SAMPLE_WALL_TIME`], files are listed without being read.
+    deadline: Instant,
+    timed_out: bool,
+    /// The process's root, opened on first use (or why it cannot be).
+    root: Option<std::result::Result<Root, String>>,
 }
 
 impl<'a> Sampler<'a> {
@@ -171,7 +189,12 @@ impl<'a> Sampler<'a> {
             starttime: 0,
             budget: Budget::new(opts.limits),
             warnings: Vec::new(),
+            dropped_warnings: 0,
             vanished: false,
+            capped: false,
+            deadline: Instant::now() + SAMPLE_WALL_TIME,
+            timed_out: false,
+            root: None,
         }
     }
 
@@ -189,12 +212,16 @@ impl<'a> Sampler<'a> {
         self.starttime = stat.starttime;
 
         let maps_path = self.dir.join("maps");
-        let text = match fs::read(&maps_path) {
-            Ok(text) => text,
+        let maps = match File::open(&maps_path)
+            .and_then(|file| maps::read_maps(file, &MapsCaps::default()))
+        {
+            Ok(maps) => maps,
             Err(e) => return Err(self.nothing_sampled(Error::io(maps_path, e))),
         };
-        let maps = maps::parse_maps(&text);
-        self.warnings.extend(maps.warnings);
+        self.capped |= maps.partial;
+        for warning in maps.warnings {
+            self.warn(warning);
+        }
         #[cfg(test)]
         tests::AFTER_MAPS.with(|hook| {
             if let Some(hook) = hook.borrow_mut().as_mut() {
@@ -206,7 +233,7 @@ impl<'a> Sampler<'a> {
             return Err(self.nothing_sampled(Error::ProcessExited { pid: self.pid }));
         }
 
-        let executable = self.executable(text.is_empty());
+        let executable = self.executable(maps.lines == 0);
         let loaded_libs = maps
             .files
             .iter()
@@ -232,8 +259,8 @@ impl<'a> Sampler<'a> {
                 entrypoint,
                 entry_trace,
                 hashed_bytes: self.budget.bytes(),
-                partial: false,
-                warnings: self.warnings,
+                partial: self.capped,
+                warnings: self.finish_warnings(),
             },
             vanished: self.vanished,
         })
@@ -283,10 +310,30 @@ impl<'a> Sampler<'a> {
     /// Records a failure to read something of the process: a warning, and whether the
     /// process went away.
     fn failed(&mut self, what: String) {
-        self.warnings.push(what);
+        self.warn(what);
         if !self.vanished && self.liveness() != Liveness::Alive {
             self.vanished = true;
         }
+    }
+
+    /// Keeps a warning, up to [`MAX_SAMPLE_WARNINGS`] (the others are counted).
+    fn warn(&mut self, what: String) {
+        if self.warnings.len() < MAX_SAMPLE_WARNINGS {
+            self.warnings.push(what);
+        } else {
+            self.dropped_warnings += 1;
+        }
+    }
+
+    fn finish_warnings(&mut self) -> Vec<String> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        if self.dropped_warnings > 0 {
+            warnings.push(format!(
+                "{} more warnings not listed (cap)",
+                self.dropped_warnings
+            ));
+        }
+        warnings
     }
 
     fn executable(&mut self, no_maps: bool) -> Option<Executable> {
@@ -296,8 +343,7 @@ impl<'a> Sampler<'a> {
             Err(e) => {
                 let kernel_thread = e.kind() == io::ErrorKind::NotFound && no_maps;
                 if kernel_thread && self.liveness() == Liveness::Alive {
-                    self.warnings
-                        .push("no executable: a kernel thread has none".to_string());
+                    self.warn("no executable: a kernel thread has none".to_string());
                 } else {
                     self.failed(format!("executable: {}: {e}", link.display()));
                 }
@@ -340,6 +386,19 @@ impl<'a> Sampler<'a> {
             // Keep listing what the maps showed; reading more of a dead process is pointless.
             return lib;
         }
+        if Instant::now() > self.deadline {
+            if !self.timed_out {
+                self.timed_out = true;
+                self.warn(format!(
+                    "the sample's time budget ({} s) is spent: the files not reached are \
+                     listed unhashed (cap)",
+                    SAMPLE_WALL_TIME.as_secs()
+                ));
+            }
+            self.capped = true;
+            lib.capped = Some(Capped::WallTime);
+            return lib;
+        }
         if let Err(capped) = self.budget.take_lib() {
             lib.capped = Some(capped);
             return lib;
@@ -356,24 +415,15 @@ impl<'a> Sampler<'a> {
         lib
     }
 
-    /// Opens the mapped file: through the process's root if the file there is the mapped
-    /// inode, else through `map_files`.
-    fn open_mapped(&self, mapped: &MappedFile) -> std::result::Result<File, String> {
-        let display = mapped.path.to_string_lossy();
+    /// Opens the mapped file: through the process's root (confined to it) if the file there
+    /// is the mapped one (device and inode), else through `map_files`.
+    fn open_mapped(&mut self, mapped: &MappedFile) -> std::result::Result<File, String> {
+        let display = mapped.path.to_string_lossy().into_owned();
         let mut why = Vec::new();
         if mapped.kind == FileKind::Regular {
-            let in_root = self.root_path(&mapped.path);
-            match open_regular(&in_root) {
-                Ok(file) => match file.metadata() {
-                    Ok(meta) if inode_of(&meta) == mapped.inode => return Ok(file),
-                    Ok(meta) => why.push(format!(
-                        "the file at that path is inode {}, not the mapped inode {}",
-                        inode_of(&meta),
-                        mapped.inode
-                    )),
-                    Err(e) => why.push(format!("via root: {e}")),
-                },
-                Err(e) => why.push(format!("via root: {}", error_cause(&e))),
+            match self.open_in_root(mapped) {
+                Ok(file) => return Ok(file),
+                Err(e) => why.push(format!("via root: {e}")),
             }
         }
         let via_map_files = self.dir.join("map_files").join(&mapped.map_files_name);
@@ -384,9 +434,26 @@ impl<'a> Sampler<'a> {
         Err(format!("{display}: not readable: {}", why.join("; ")))
     }
 
-    fn root_path(&self, path: &Path) -> PathBuf {
-        let relative = path.strip_prefix("/").unwrap_or(path);
-        self.dir.join("root").join(relative)
+    fn open_in_root(&mut self, mapped: &MappedFile) -> std::result::Result<File, String> {
+        let path = mapped
+            .path
+            .to_str()
+            .ok_or_else(|| "the path is not UTF-8".to_string())?;
+        let root_dir = self.dir.join("root");
+        let root = self
+            .root
+            .get_or_insert_with(|| Root::open(&root_dir).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let opened = root.open_file(path).map_err(|e| e.to_string())?;
+        if is_mapped_file(&opened, mapped) {
+            return Ok(opened.file);
+        }
+        let (major, minor) = opened.meta.dev_major_minor();
+        Err(format!(
+            "the file at that path is {major:x}:{minor:x} inode {}, not the mapped {:x}:{:x} inode {}",
+            opened.meta.ino, mapped.dev.0, mapped.dev.1, mapped.inode
+        ))
     }
 
     /// Hashes (within the byte budget) and build-ids an opened file.
@@ -399,7 +466,7 @@ impl<'a> Sampler<'a> {
         let build_id = match self.cache.elf(file, display) {
             Ok(info) => info.build_id,
             Err(e) => {
-                self.warnings.push(format!("{path}: build-id: {e}"));
+                self.warn(format!("{path}: build-id: {e}"));
                 None
             }
         };
@@ -427,8 +494,17 @@ impl<'a> Sampler<'a> {
             return (None, None);
         }
         let path = self.dir.join("cmdline");
-        let argv = match fs::read(&path) {
-            Ok(raw) => split_cmdline(&raw),
+        let argv = match read_capped(&path, MAX_CMDLINE_BYTES) {
+            Ok((raw, whole)) => {
+                if !whole {
+                    self.capped = true;
+                    self.warn(format!(
+                        "command line longer than {MAX_CMDLINE_BYTES} bytes: only its start is \
+                         read (cap)"
+                    ));
+                }
+                split_cmdline(&raw)
+            }
             Err(e) => {
                 self.failed(format!("command line: {}: {e}", path.display()));
                 return (None, None);
@@ -436,8 +512,7 @@ impl<'a> Sampler<'a> {
         };
         let trace = match self.opts.entry_trace_depth {
             Some(_) if argv.is_empty() => {
-                self.warnings
-                    .push("empty command line: no entry trace".to_string());
+                self.warn("empty command line: no entry trace".to_string());
                 None
             }
             Some(depth) => Some(entrytrace::trace(
@@ -452,9 +527,30 @@ impl<'a> Sampler<'a> {
     }
 }
 
-fn inode_of(meta: &fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.ino()
+/// Whether an opened file is the one a maps line names: same device and inode. One
+/// exception: kernels before 6.8 show the device of an overlayfs file's real (layer) file
+/// in maps, where `fstat` through the overlay shows the overlay's device; there the inode
+/// (which overlayfs takes from the real file) must match and the opened file must be on an
+/// overlay.
+// `statfs`'s field types differ between architectures.
+#[allow(clippy::useless_conversion)]
+fn is_mapped_file(opened: &confined::Opened, mapped: &MappedFile) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    if opened.meta.ino != mapped.inode {
+        return false;
+    }
+    opened.meta.dev_major_minor() == mapped.dev
+        || rustix::fs::fstatfs(&opened.file)
+            .is_ok_and(|fs| i64::from(fs.f_type) == OVERLAYFS_SUPER_MAGIC)
+}
+
+/// At most `max` bytes of a file, and whether that was all of it.
+fn read_capped(path: &Path, max: u64) -> io::Result<(Vec<u8>, bool)> {
+    let mut raw = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut raw)?;
+    let whole = raw.len() as u64 <= max;
+    raw.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    Ok((raw, whole))
 }
 
 /// The I/O cause of an error, without the long `/proc/...` path it was raised on.
@@ -664,6 +760,10 @@ mod tests {
 
         fs::copy("/bin/true", pid_dir.join("root/lib/good.so")).unwrap();
         fs::copy("/bin/true", pid_dir.join("root/lib/replaced.so")).unwrap();
+        fs::copy("/bin/true", pid_dir.join("root/lib/other-dev.so")).unwrap();
+        // An absolute symlink: resolved inside the root (to its own /lib/good.so), not to the
+        // observer's /lib.
+        std::os::unix::fs::symlink("/lib/good.so", pid_dir.join("root/lib/link.so")).unwrap();
         let status = Command::new("mkfifo")
             .arg(pid_dir.join("root/lib/fifo.so"))
             .status()
@@ -676,12 +776,19 @@ mod tests {
         let fifo = fs::metadata(pid_dir.join("root/lib/fifo.so"))
             .unwrap()
             .ino();
+        let other = fs::metadata(pid_dir.join("root/lib/other-dev.so"))
+            .unwrap()
+            .ino();
+        let dev = dev_of(&pid_dir.join("root/lib/good.so"));
+        // The same inode on another device is another file.
         let maps = format!(
-            "7f00-7f01 r-xp 00000000 08:01 {good} /lib/good.so\n\
-             7f10-7f11 r-xp 00000000 08:01 1 /lib/replaced.so\n\
-             7f20-7f21 r-xp 00000000 08:01 {fifo} /lib/fifo.so\n\
-             7f30-7f31 r-xp 00000000 08:01 5 /lib/missing.so (deleted)\n\
-             7f40-7f41 r--p 00000000 08:01 6 /lib/data.bin\n"
+            "7f00-7f01 r-xp 00000000 {dev} {good} /lib/good.so\n\
+             7f10-7f11 r-xp 00000000 {dev} 1 /lib/replaced.so\n\
+             7f20-7f21 r-xp 00000000 {dev} {fifo} /lib/fifo.so\n\
+             7f30-7f31 r-xp 00000000 {dev} 5 /lib/missing.so (deleted)\n\
+             7f40-7f41 r--p 00000000 {dev} 6 /lib/data.bin\n\
+             7f50-7f51 r-xp 00000000 fe:7f {other} /lib/other-dev.so\n\
+             7f60-7f61 r-xp 00000000 {dev} {good} /lib/link.so\n"
         );
         fs::write(pid_dir.join("maps"), maps).unwrap();
         // map_files fallback for the replaced one.
@@ -697,8 +804,10 @@ mod tests {
             .unwrap()
             .sha256;
         let by_path = |p: &str| s.loaded_libs.iter().find(|l| l.path == p).unwrap();
-        assert_eq!(s.loaded_libs.len(), 4, "data files are not libs");
+        assert_eq!(s.loaded_libs.len(), 6, "data files are not libs");
         assert_eq!(by_path("/lib/good.so").sha256.as_deref(), Some(&*truesum));
+        assert_eq!(by_path("/lib/link.so").sha256.as_deref(), Some(&*truesum));
+        assert!(by_path("/lib/other-dev.so").sha256.is_none());
         assert_eq!(
             by_path("/lib/replaced.so").sha256.as_deref(),
             Some(&*truesum)
@@ -710,11 +819,24 @@ mod tests {
         assert!(text.contains("/lib/fifo.so: not readable"), "{text}");
         assert!(text.contains("not a regular file"), "{text}");
         assert!(text.contains("/lib/missing.so: not readable"), "{text}");
+        assert!(text.contains("/lib/other-dev.so: not readable"), "{text}");
+        assert!(text.contains("not the mapped fe:7f inode"), "{text}");
         assert!(!text.contains("replaced.so"), "{text}");
         assert!(!s.partial);
         assert!(s.entrypoint.is_none());
         let json = serde_json::to_string(&s).unwrap();
         assert!(!json.contains("secret"), "{json}");
+    }
+
+    /// `major:minor` (hex) of the device holding `path`, as maps shows it.
+    fn dev_of(path: &Path) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let dev = fs::metadata(path).unwrap().dev();
+        format!(
+            "{:02x}:{:02x}",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev)
+        )
     }
 
     /// A fake procfs process with two libraries readable through its root.
@@ -733,8 +855,9 @@ mod tests {
             fs::copy("/bin/true", &path).unwrap();
             use std::os::unix::fs::MetadataExt;
             let ino = fs::metadata(&path).unwrap().ino();
+            let dev = dev_of(&path);
             maps.push_str(&format!(
-                "7f{i}0-7f{i}1 r-xp 00000000 08:01 {ino} /lib/{lib}\n"
+                "7f{i}0-7f{i}1 r-xp 00000000 {dev} {ino} /lib/{lib}\n"
             ));
         }
         fs::write(pid_dir.join("maps"), maps).unwrap();
