@@ -56,6 +56,8 @@ pub struct Meta {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
 }
 
 impl Meta {
@@ -75,6 +77,7 @@ impl Meta {
             dev: u64::from(st.st_dev),
             ino: u64::from(st.st_ino),
             size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: i64::from(st.st_mtime),
         })
     }
 

@@ -545,7 +545,7 @@ fn is_mapped_file(opened: &confined::Opened, mapped: &MappedFile) -> bool {
 }
 
 /// At most `max` bytes of a file, and whether that was all of it.
-fn read_capped(path: &Path, max: u64) -> io::Result<(Vec<u8>, bool)> {
+pub(crate) fn read_capped(path: &Path, max: u64) -> io::Result<(Vec<u8>, bool)> {
     let mut raw = Vec::new();
     File::open(path)?.take(max + 1).read_to_end(&mut raw)?;
     let whole = raw.len() as u64 <= max;

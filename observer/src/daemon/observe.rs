@@ -10,26 +10,22 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use zastava_crds::policy::DriftKinds;
 
+use crate::confined::Root;
 use crate::drift::{
     parse_proc_net, ExecutableFile, MappedLibrary, NetTable, Observed, RunningProcess, Socket,
 };
 use crate::error::Error;
 use crate::hashing::{open_regular, Budget, HashCache, Limits};
-use crate::sample::{self, ProcessSample, SampleOptions};
-
-/// Entries of a writable layer visited per observation.
-const MAX_UPPER_ENTRIES: usize = 10_000;
-/// Directory depth followed in a writable layer.
-const MAX_UPPER_DEPTH: usize = 32;
-/// Open files looked at per process (for socket inodes).
-const MAX_FDS: usize = 4096;
-/// Bytes of `cmdline` read: enough for `argv[0]` (a path is at most `PATH_MAX`).
-const MAX_ARGV0_BYTES: u64 = 4096;
+use crate::limits::{
+    MAX_ARGV0_BYTES, MAX_CGROUP_BYTES, MAX_FDS, MAX_MOUNTINFO_BYTES, MAX_NET_BYTES,
+    MAX_NET_ENTRIES, MAX_UPPER_DEPTH, MAX_UPPER_ENTRIES,
+};
+use crate::sample::{self, read_capped, ProcessSample, SampleOptions};
 
 /// The cgroup of every process of the node, from one pass over `<proc>/*/cgroup`.
 #[derive(Debug, Default)]
@@ -50,8 +46,10 @@ impl ProcessTable {
             else {
                 continue;
             };
-            if let Ok(cgroup) = fs::read_to_string(entry.path().join("cgroup")) {
-                cgroups.insert(pid, cgroup);
+            // A cgroup path longer than the cap is no container's: left out.
+            if let Ok((cgroup, true)) = read_capped(&entry.path().join("cgroup"), MAX_CGROUP_BYTES)
+            {
+                cgroups.insert(pid, String::from_utf8_lossy(&cgroup).into_owned());
             }
         }
         Ok(ProcessTable { cgroups })
@@ -94,6 +92,15 @@ pub struct Observation {
     pub samples: Vec<ProcessSample>,
     /// What could not be read (the observation goes on without it).
     pub warnings: Vec<String>,
+    /// A cap ([`crate::limits`]) hid something (a warning says what): drift may be missed.
+    pub partial: bool,
+}
+
+impl Observation {
+    fn capped(&mut self, what: String) {
+        self.partial = true;
+        self.warnings.push(what);
+    }
 }
 
 /// Observes the container whose main process is `main_pid` and whose processes are `pids`,
@@ -103,8 +110,17 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
     let mut budget = Budget::new(c.limits);
     let main_dir = c.proc_root.join(main_pid.to_string());
     let upper = if kinds.filesystem {
-        match fs::read_to_string(main_dir.join("mountinfo")) {
-            Ok(text) => overlay_upperdir(&text).map(|u| under_root(c.host_root, &u)),
+        match read_capped(&main_dir.join("mountinfo"), MAX_MOUNTINFO_BYTES) {
+            Ok((text, whole)) => {
+                let found = overlay_upperdir(&String::from_utf8_lossy(&text));
+                if found.is_none() && !whole {
+                    out.capped(format!(
+                        "mountinfo of pid {main_pid}: no overlay root mount in its first \
+                         {MAX_MOUNTINFO_BYTES} bytes (cap): the writable layer is not inspected"
+                    ));
+                }
+                found.map(|u| under_root(c.host_root, &u))
+            }
             Err(e) => {
                 out.warnings
                     .push(format!("mountinfo of pid {main_pid}: {e}"));
@@ -114,9 +130,17 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
     } else {
         None
     };
+    let upper_root = upper.as_deref().and_then(|u| match Root::open(u) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            out.warnings
+                .push(format!("writable layer {}: {e}", u.display()));
+            None
+        }
+    });
     if kinds.process || kinds.filesystem {
         for &pid in pids {
-            if let Some((process, file)) = process(c, pid, upper.as_deref(), &mut budget) {
+            if let Some((process, file)) = process(c, pid, upper_root.as_ref(), &mut budget) {
                 if kinds.process {
                     out.observed.processes.push(process);
                 }
@@ -126,13 +150,15 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
             }
         }
     }
-    if let Some(upper) = &upper {
-        out.observed.executables.extend(writable_layer_executables(
-            c,
-            upper,
-            &mut budget,
-            &mut out.warnings,
-        ));
+    if let Some(upper) = &upper_root {
+        let (found, capped) = writable_layer_executables(c, upper, &mut budget, &mut out.warnings);
+        out.observed.executables.extend(found);
+        if capped {
+            out.capped(format!(
+                "writable layer has more than {MAX_UPPER_ENTRIES} entries: the rest is not \
+                 inspected (cap)"
+            ));
+        }
     }
     if kinds.library {
         let opts = SampleOptions {
@@ -144,6 +170,9 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
         for &pid in pids {
             match sample::sample(pid, &opts, c.cache) {
                 Ok(s) => {
+                    if s.partial {
+                        out.partial = true;
+                    }
                     out.observed
                         .libraries
                         .extend(s.loaded_libs.iter().map(|l| MappedLibrary {
@@ -160,18 +189,44 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
         }
     }
     if kinds.network {
-        let inodes: HashSet<u64> = pids
-            .iter()
-            .flat_map(|&pid| socket_inodes(c.proc_root, pid))
-            .collect();
+        let mut inodes: HashSet<u64> = HashSet::new();
+        for &pid in pids {
+            let (found, capped) = socket_inodes(c.proc_root, pid);
+            inodes.extend(found);
+            if capped {
+                out.capped(format!(
+                    "pid {pid} has more than {MAX_FDS} open files: the sockets of the others \
+                     are not looked at (cap)"
+                ));
+            }
+        }
         for table in NetTable::ALL {
             let path = main_dir.join("net").join(table.file_name());
-            match fs::read_to_string(&path) {
-                Ok(text) => out.observed.sockets.extend(
-                    parse_proc_net(table, &text)
-                        .into_iter()
-                        .filter(|s: &Socket| inodes.contains(&s.inode)),
-                ),
+            match read_capped(&path, MAX_NET_BYTES) {
+                Ok((text, whole)) => {
+                    let text = String::from_utf8_lossy(&text);
+                    // Cut short by the cap: the last line may be cut too.
+                    let text = match whole {
+                        true => &text[..],
+                        false => text.rsplit_once('\n').map_or("", |(lines, _)| lines),
+                    };
+                    let mut sockets = parse_proc_net(table, text);
+                    if !whole || sockets.len() > MAX_NET_ENTRIES {
+                        sockets.truncate(MAX_NET_ENTRIES);
+                        out.capped(format!(
+                            "{}: more than {} sockets or {MAX_NET_BYTES} bytes: only the first \
+                             {} are looked at (cap)",
+                            path.display(),
+                            MAX_NET_ENTRIES,
+                            sockets.len()
+                        ));
+                    }
+                    out.observed.sockets.extend(
+                        sockets
+                            .into_iter()
+                            .filter(|s: &Socket| inodes.contains(&s.inode)),
+                    );
+                }
                 // No IPv6 in the kernel: no tcp6/udp6 tables.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => out.warnings.push(format!("{}: {e}", path.display())),
@@ -185,7 +240,7 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
 fn process(
     c: &Collect,
     pid: u32,
-    upper: Option<&Path>,
+    upper: Option<&Root>,
     budget: &mut Budget,
 ) -> Option<(RunningProcess, ExecutableFile)> {
     let dir = c.proc_root.join(pid.to_string());
@@ -210,9 +265,8 @@ fn process(
         }
         Err(_) => (None, None),
     };
-    let in_writable_layer = upper.is_some_and(|u| {
-        fs::symlink_metadata(under_root(u, Path::new(&exe))).is_ok_and(|m| m.file_type().is_file())
-    });
+    // A regular file (not a symlink) at that path in the writable layer, looked up inside it.
+    let in_writable_layer = upper.is_some_and(|u| u.lstat(&exe).is_ok_and(|m| m.is_file()));
     Some((
         RunningProcess {
             pid,
@@ -240,64 +294,63 @@ fn under_root(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Executable regular files in the writable layer (the overlay upper dir), with their paths
-/// inside the container. Symlinks are never followed, and a file is only hashed when the
-/// opened file is the one listed (same device and inode): the container owns this directory
-/// and could swap a file for a link to a host file meanwhile.
+/// Executable regular files in the writable layer (the overlay upper dir, opened as a
+/// [`Root`]), with their paths inside the container; and whether [`MAX_UPPER_ENTRIES`] left
+/// some unvisited. Symlinks are never followed (nor is anything resolved outside the
+/// layer), and a file is only hashed when the opened file is the one listed (same device
+/// and inode): the container owns this directory and could swap a file meanwhile.
 fn writable_layer_executables(
     c: &Collect,
-    upper: &Path,
+    upper: &Root,
     budget: &mut Budget,
     warnings: &mut Vec<String>,
-) -> Vec<ExecutableFile> {
+) -> (Vec<ExecutableFile>, bool) {
     let mut found = Vec::new();
     let mut visited = 0usize;
-    let mut todo: Vec<(PathBuf, usize)> = vec![(PathBuf::new(), 0)];
+    let mut todo: Vec<(String, usize)> = vec![(String::new(), 0)];
     while let Some((relative, depth)) = todo.pop() {
-        let entries = match fs::read_dir(upper.join(&relative)) {
-            Ok(entries) => entries,
+        let dir = format!("/{relative}");
+        let (names, more) = match upper.read_dir(&dir, MAX_UPPER_ENTRIES - visited) {
+            Ok(listed) => listed,
             Err(e) => {
-                warnings.push(format!(
-                    "writable layer {}: {e}",
-                    upper.join(&relative).display()
-                ));
+                warnings.push(format!("writable layer {dir}: {e}"));
                 continue;
             }
         };
-        for entry in entries.flatten() {
+        for name in names {
             visited += 1;
-            if visited > MAX_UPPER_ENTRIES {
-                warnings.push(format!(
-                    "writable layer has more than {MAX_UPPER_ENTRIES} entries: the rest is not inspected"
-                ));
-                return found;
-            }
-            let rel = relative.join(entry.file_name());
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.file_type().is_dir() {
+            let path = match relative.as_str() {
+                "" => format!("/{name}"),
+                _ => format!("/{relative}/{name}"),
+            };
+            let Ok(meta) = upper.lstat(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
                 if depth < MAX_UPPER_DEPTH {
-                    todo.push((rel, depth + 1));
+                    todo.push((path[1..].to_string(), depth + 1));
                 }
                 continue;
             }
-            if !meta.file_type().is_file() || meta.permissions().mode() & 0o111 == 0 {
+            if !meta.is_executable() {
                 continue;
             }
-            let path = format!("/{}", rel.to_string_lossy());
-            let sha256 = open_regular(&entry.path()).ok().and_then(|file| {
-                let opened = file.metadata().ok()?;
-                (opened.dev() == meta.dev() && opened.ino() == meta.ino())
-                    .then(|| hash(c.cache, budget, &file, &path))?
+            let sha256 = upper.open_file(&path).ok().and_then(|opened| {
+                (opened.meta.dev == meta.dev && opened.meta.ino == meta.ino)
+                    .then(|| hash(c.cache, budget, &opened.file, &path))?
             });
             found.push(ExecutableFile {
                 path,
                 sha256,
-                mtime: Some(meta.mtime()),
+                mtime: Some(meta.mtime),
                 in_writable_layer: true,
             });
         }
+        if more {
+            return (found, true);
+        }
     }
-    found
+    (found, false)
 }
 
 /// The overlay upper dir of the root mount in a `/proc/<pid>/mountinfo` (the container's
@@ -345,16 +398,20 @@ fn unescape_octal(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The socket inodes among the open files of `pid`.
-fn socket_inodes(proc_root: &Path, pid: u32) -> BTreeSet<u64> {
-    let Ok(fds) = fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
-        return BTreeSet::new();
+/// The socket inodes among the first [`MAX_FDS`] open files of `pid`, and whether it has
+/// more.
+fn socket_inodes(proc_root: &Path, pid: u32) -> (BTreeSet<u64>, bool) {
+    let Ok(mut fds) = fs::read_dir(proc_root.join(pid.to_string()).join("fd")) else {
+        return (BTreeSet::new(), false);
     };
-    fds.flatten()
+    let inodes = fds
+        .by_ref()
         .take(MAX_FDS)
+        .flatten()
         .filter_map(|fd| fs::read_link(fd.path()).ok())
         .filter_map(|target| socket_inode(&target.to_string_lossy()))
-        .collect()
+        .collect();
+    (inodes, fds.next().is_some())
 }
 
 /// `socket:[12345]` → 12345.
@@ -369,6 +426,7 @@ fn socket_inode(link: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::testutil::TempDir;
+    use std::os::unix::fs::PermissionsExt;
     use std::process::{Command, Stdio};
 
     #[test]
@@ -468,12 +526,13 @@ mod tests {
             limits: Limits::default(),
         };
         let mut found = observe(&c, pid, &[pid, child.id()], &DriftKinds::default());
-        let files = writable_layer_executables(
+        let (files, capped) = writable_layer_executables(
             &c,
-            upper.path(),
+            &Root::open(upper.path()).unwrap(),
             &mut Budget::new(Limits::default()),
             &mut found.warnings,
         );
+        assert!(!capped);
         let _ = child.kill();
         let _ = child.wait();
 
@@ -555,5 +614,54 @@ mod tests {
         // A process that is gone is no part of the observation, and no error.
         let gone = observe(&c, u32::MAX, &[u32::MAX], &DriftKinds::default());
         assert!(gone.observed.processes.is_empty());
+    }
+
+    /// A process with more open files than are looked at, in a network namespace with more
+    /// sockets than are parsed: the observation says that it is partial, and which caps.
+    #[test]
+    fn network_caps_make_the_observation_partial() {
+        let tmp = TempDir::new("observe-net-caps");
+        let pid_dir = tmp.join("4242");
+        fs::create_dir_all(pid_dir.join("fd")).unwrap();
+        fs::create_dir_all(pid_dir.join("net")).unwrap();
+        for fd in 0..=MAX_FDS {
+            std::os::unix::fs::symlink(
+                format!("socket:[{}]", 1000 + fd),
+                pid_dir.join("fd").join(fd.to_string()),
+            )
+            .unwrap();
+        }
+        let mut tcp = String::from(
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
+        );
+        for i in 0..MAX_NET_ENTRIES + 5 {
+            tcp.push_str(&format!(
+                "{i:4}: 00000000:{:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {} 1 0000000000000000 100 0 0 10 0\n",
+                1024 + i % 60000,
+                1000 + i
+            ));
+        }
+        fs::write(pid_dir.join("net/tcp"), &tcp).unwrap();
+        let cache = HashCache::new(16);
+        let c = Collect {
+            proc_root: tmp.path(),
+            host_root: Path::new("/"),
+            cache: &cache,
+            limits: Limits::default(),
+        };
+        let network = DriftKinds {
+            process: false,
+            library: false,
+            filesystem: false,
+            network: true,
+        };
+        let found = observe(&c, 4242, &[4242], &network);
+        let text = found.warnings.join("\n");
+        assert!(text.contains("open files"), "{text}");
+        assert!(text.contains("sockets"), "{text}");
+        assert!(found.partial);
+        // The sockets of the first MAX_FDS files, among the first MAX_NET_ENTRIES lines.
+        assert!(!found.observed.sockets.is_empty());
+        assert!(found.observed.sockets.len() <= MAX_FDS);
     }
 }
