@@ -51,6 +51,12 @@ pub enum Error {
     /// The HTTP client to the backend cannot be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// Work run off the daemon's loop did not end within its time limit.
+    #[error("{what}: not done within {limit:?}")]
+    TimedOut {
+        what: String,
+        limit: std::time::Duration,
+    },
     /// The probe/metrics port cannot be bound.
     #[error("cannot listen on {addr}: {cause}")]
     Listen {

@@ -10,7 +10,9 @@ pub struct Metrics {
     /// Runtime events by `kind` (`CONTAINER_START`, `CONTAINER_STOP`, `DRIFT`).
     pub runtime_events: IntCounterVec,
     /// Samples of a container's main process by `result`: `ok`, `partial` (it exited
-    /// mid-sample), `gone` (nothing left to sample), `error` (unreadable `/proc`).
+    /// mid-sample, or a cap of `limits.rs` left something unread), `gone` (nothing left to
+    /// sample), `timeout` (not back within `CONTAINER_TIME_LIMIT`), `error` (unreadable
+    /// `/proc`).
     pub proc_maps_samples: IntCounterVec,
     /// Bytes read for hashing (cache misses only).
     pub hash_bytes: IntCounter,
@@ -40,6 +42,11 @@ pub struct Metrics {
     pub buffered_events: IntGauge,
     /// Depth of the entry traces followed (scripts and interpreters deep).
     pub entrytrace_depth: Histogram,
+    /// Results a cap or budget of `limits.rs` cut short, by `what`: `trace` (an entry trace
+    /// truncated), `sample` (a sample partial), `observation` (a drift observation partial),
+    /// `timeout` (a container's sample, trace or observation not back within
+    /// `CONTAINER_TIME_LIMIT`).
+    pub partial_results: IntCounterVec,
 }
 
 impl Metrics {
@@ -136,6 +143,14 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let partial_results = IntCounterVec::new(
+            Opts::new(
+                "zastava_observer_partial_total",
+                "Entry traces, samples and observations a cap or time limit cut short, by what",
+            ),
+            &["what"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(runtime_events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(proc_maps_samples.clone()),
@@ -150,6 +165,7 @@ impl Metrics {
             Box::new(backend_failures.clone()),
             Box::new(buffered_events.clone()),
             Box::new(entrytrace_depth.clone()),
+            Box::new(partial_results.clone()),
         ] {
             registry
                 .register(collector)
@@ -170,6 +186,7 @@ impl Metrics {
             backend_failures,
             buffered_events,
             entrytrace_depth,
+            partial_results,
         }
     }
 
@@ -209,6 +226,7 @@ mod tests {
         m.backend_failures.with_label_values(&["timeout"]).inc();
         m.buffered_events.set(7);
         m.entrytrace_depth.observe(5.0);
+        m.partial_results.with_label_values(&["timeout"]).inc();
         let text = m.render();
         assert!(
             text.contains("zastava_runtime_events_total{kind=\"DRIFT\"} 1"),
@@ -226,5 +244,6 @@ mod tests {
         assert!(text.contains("zastava_observer_buffered_events 7"));
         assert!(text.contains("zastava_entrytrace_depth_bucket{le=\"6\"} 1"));
         assert!(text.contains("zastava_entrytrace_depth_bucket{le=\"4\"} 0"));
+        assert!(text.contains("zastava_observer_partial_total{what=\"timeout\"} 1"));
     }
 }

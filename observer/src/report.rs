@@ -106,6 +106,7 @@ pub fn process_posture(
             .collect(),
         loaded_libs_total: (libs.len() > max_libs).then_some(libs.len() as u32),
         partial: sample.partial
+            || trace.truncated
             || sample
                 .executable
                 .as_ref()
@@ -761,6 +762,14 @@ mod tests {
         let mut partial = sample_of(1, 1);
         partial.partial = true;
         assert!(process_posture(&container("w", "app", "c"), &partial, &trace, 2).partial);
+        // A trace a cap cut short makes the posture partial too.
+        let truncated = EntryTrace {
+            truncated: true,
+            ..trace.clone()
+        };
+        assert!(
+            process_posture(&container("w", "app", "c"), &sample_of(1, 1), &truncated, 2).partial
+        );
     }
 
     #[test]

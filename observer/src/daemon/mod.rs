@@ -45,6 +45,7 @@ use crate::drift::{self, Baseline, ContainerRef};
 use crate::entrytrace::{self, EntryTrace};
 use crate::error::{Error, Result};
 use crate::hashing::{HashCache, Limits, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
+use crate::limits::CONTAINER_TIME_LIMIT;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxConfig, OutboxHandle, TokenBucket};
 use crate::report::{
@@ -653,16 +654,45 @@ impl Daemon {
         };
         let cache = self.cache.clone();
         let max_depth = self.config.max_depth;
-        let (sampled, trace) = tokio::task::spawn_blocking(move || {
+        // Off the loop, and waited for at most CONTAINER_TIME_LIMIT: a container whose sample
+        // or trace takes longer is tracked without them (both end by their own budgets).
+        let work = tokio::task::spawn_blocking(move || {
             let sampled = sample::sample(pid, &opts, &cache);
             let root = opts.proc_root.join(pid.to_string()).join("root");
             (sampled, entrytrace::trace(&root, &argv, None, max_depth))
-        })
-        .await
-        .map_err(|e| Error::Io {
-            path: self.config.proc_root.join(pid.to_string()),
-            cause: std::io::Error::other(e),
-        })?;
+        });
+        let (sampled, trace) = match tokio::time::timeout(CONTAINER_TIME_LIMIT, work).await {
+            Ok(done) => done.map_err(|e| Error::Io {
+                path: self.config.proc_root.join(pid.to_string()),
+                cause: std::io::Error::other(e),
+            })?,
+            Err(_) => {
+                self.metrics
+                    .partial_results
+                    .with_label_values(&["timeout"])
+                    .inc();
+                let what = format!("sample and entry trace of pid {pid}");
+                tracing::warn!(container_id = %rc.id, pid, limit = ?CONTAINER_TIME_LIMIT, "{what}: not done in time: the container is tracked without them");
+                let trace = EntryTrace {
+                    truncated: true,
+                    warnings: vec![format!("{what}: not done within {CONTAINER_TIME_LIMIT:?}")],
+                    ..EntryTrace::default()
+                };
+                (
+                    Err(Error::TimedOut {
+                        what,
+                        limit: CONTAINER_TIME_LIMIT,
+                    }),
+                    trace,
+                )
+            }
+        };
+        if trace.truncated {
+            self.metrics
+                .partial_results
+                .with_label_values(&["trace"])
+                .inc();
+        }
         self.count_sample(&sampled);
         if let Err(e) = &sampled {
             tracing::warn!(error = %e, container_id = %rc.id, pid, "cannot sample the container's main process");
@@ -736,8 +766,15 @@ impl Daemon {
             Ok(s) if s.partial => "partial",
             Ok(_) => "ok",
             Err(Error::NoSuchProcess { .. } | Error::ProcessExited { .. }) => "gone",
+            Err(Error::TimedOut { .. }) => "timeout",
             Err(_) => "error",
         };
+        if matches!(sampled, Ok(s) if s.partial) {
+            self.metrics
+                .partial_results
+                .with_label_values(&["sample"])
+                .inc();
+        }
         self.metrics
             .proc_maps_samples
             .with_label_values(&[result])
@@ -941,44 +978,83 @@ impl Daemon {
             entry_trace_depth: None,
             show_args: false,
         };
-        let detected = tokio::task::spawn_blocking(move || {
-            let table = match observe::ProcessTable::scan(&proc_root) {
-                Ok(table) => table,
-                Err(e) => {
-                    tracing::warn!(error = %e, proc_root = %proc_root.display(), "cannot list processes");
-                    return Vec::new();
+        let scan = {
+            let proc_root = proc_root.clone();
+            tokio::task::spawn_blocking(move || observe::ProcessTable::scan(&proc_root))
+        };
+        let table = match tokio::time::timeout(CONTAINER_TIME_LIMIT, scan).await {
+            Ok(Ok(Ok(table))) => Arc::new(table),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, proc_root = %proc_root.display(), "cannot list processes");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "process listing task failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(proc_root = %proc_root.display(), limit = ?CONTAINER_TIME_LIMIT, "listing the node's processes took too long");
+                return;
+            }
+        };
+        // One container at a time, each off the loop and waited for at most
+        // CONTAINER_TIME_LIMIT: a container whose observation takes longer is skipped this
+        // round (and counted), the others are observed.
+        let mut detected = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let id = job.id.clone();
+            let (proc_root, host_root, cache, table, sample_opts) = (
+                proc_root.clone(),
+                host_root.clone(),
+                cache.clone(),
+                table.clone(),
+                sample_opts.clone(),
+            );
+            let work = tokio::task::spawn_blocking(move || {
+                let collect = observe::Collect {
+                    proc_root: &proc_root,
+                    host_root: &host_root,
+                    cache: &cache,
+                    limits,
+                };
+                let pids = table.members(job.pid);
+                let found = observe::observe(&collect, job.pid, &pids, &job.kinds);
+                if !found.warnings.is_empty() {
+                    tracing::debug!(container_id = %job.id, warnings = ?found.warnings, "observation");
                 }
-            };
-            let collect = observe::Collect {
-                proc_root: &proc_root,
-                host_root: &host_root,
-                cache: &cache,
-                limits,
-            };
-            jobs.into_iter()
-                .map(|job| {
-                    let pids = table.members(job.pid);
-                    let found = observe::observe(&collect, job.pid, &pids, &job.kinds);
-                    if !found.warnings.is_empty() {
-                        tracing::debug!(container_id = %job.id, warnings = ?found.warnings, "observation");
+                let findings =
+                    drift::detect(&job.container, &job.kinds, &job.baseline, &found.observed);
+                // The main process again, for the status: a shell that has exec'd its
+                // program since the container started now shows that program (the hash
+                // cache makes this cheap).
+                let resampled = match found.samples.into_iter().find(|s| s.pid == job.pid) {
+                    Some(s) => Ok(s),
+                    None => sample::sample(job.pid, &sample_opts, &cache),
+                };
+                (job.id, findings, resampled, found.partial)
+            });
+            match tokio::time::timeout(CONTAINER_TIME_LIMIT, work).await {
+                Ok(Ok((id, findings, resampled, partial))) => {
+                    if partial {
+                        self.metrics
+                            .partial_results
+                            .with_label_values(&["observation"])
+                            .inc();
                     }
-                    let findings = drift::detect(&job.container, &job.kinds, &job.baseline, &found.observed);
-                    // The main process again, for the status: a shell that has exec'd its
-                    // program since the container started now shows that program (the hash
-                    // cache makes this cheap).
-                    let resampled = match found.samples.into_iter().find(|s| s.pid == job.pid) {
-                        Some(s) => Ok(s),
-                        None => sample::sample(job.pid, &sample_opts, &cache),
-                    };
-                    (job.id, findings, resampled)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "drift observation task failed");
-            Vec::new()
-        });
+                    detected.push((id, findings, resampled));
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, container_id = %id, "drift observation task failed");
+                }
+                Err(_) => {
+                    self.metrics
+                        .partial_results
+                        .with_label_values(&["timeout"])
+                        .inc();
+                    tracing::warn!(container_id = %id, limit = ?CONTAINER_TIME_LIMIT, "observing the container took too long: skipped this round");
+                }
+            }
+        }
 
         let now = report::now();
         for (id, findings, resampled) in detected {
