@@ -21,7 +21,11 @@ out=target/images/$profile
 
 if [[ ${IMAGE_SKIP_CARGO:-} != 1 ]]; then
   log "cargo build --profile $profile (operator, webhook, observer)"
-  cargo build --locked --profile "$profile" --bins -p zastava-operator -p zastava-webhook -p zastava-observer
+  # The checkout's and the crate registry's paths end up in the binaries (panic locations):
+  # mapped to fixed names so a build in another directory gives the same bytes.
+  registry_src=${CARGO_HOME:-$HOME/.cargo}/registry/src
+  RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/zastava --remap-path-prefix=$registry_src=/cargo" \
+    cargo build --locked --profile "$profile" --bins -p zastava-operator -p zastava-webhook -p zastava-observer
 fi
 
 version=$(cargo metadata --locked --offline --no-deps --format-version 1 |

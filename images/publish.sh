@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Pushes the images images/build.py made to a registry by digest, signs each with cosign and
 # attaches its CycloneDX SBOM as a referrer, so a cluster that demands both (Zastava's own
-# baseline policy, for one) admits Zastava's images.
+# baseline policy, for one) admits Zastava's images. Then packages charts/zastava and pushes
+# it as an OCI artifact to REGISTRY/charts (signed too); OUT_DIR/chart.ref names it.
 #
 #   images/publish.sh OUT_DIR REGISTRY [--plain-http]
 #
 # COSIGN_KEY (default: a key pair made once under $ZASTAVA_CACHE/signing/, empty password)
 # signs; its public key is written to OUT_DIR/cosign.pub. OUT_DIR/images.env gets one line
 # per image, ZASTAVA_<COMPONENT>_IMAGE=REGISTRY/zastava/<component>@sha256:...
-# Needs cosign and oras on PATH (tests/e2e/cluster/install.sh provides them).
+# Needs cosign and oras on PATH and ZASTAVA_HELM_PYTHON (tests/e2e/cluster/install.sh provides
+# them; the cluster's env file names them).
 set -euo pipefail
 
 out=${1:?usage: publish.sh OUT_DIR REGISTRY [--plain-http]}
@@ -34,6 +36,13 @@ if [[ $plain_http == --plain-http ]]; then
   cosign_http=(--allow-http-registry --allow-insecure-registry)
 fi
 
+sign() { # REF LOG
+  # Signed once: a second signature of the same digest by the same key adds nothing.
+  cosign verify --key "$out/cosign.pub" --insecure-ignore-tlog "${cosign_http[@]}" "$1" >/dev/null 2>&1 && return 0
+  cosign sign --key "$key" --tlog-upload=false "${cosign_http[@]}" -y "$1" >"$2" 2>&1 ||
+    { cat "$2" >&2; die "signing $1 failed"; }
+}
+
 : >"$out/images.env.tmp"
 for component in operator webhook observer; do
   dir=$out/$component
@@ -46,11 +55,7 @@ for component in operator webhook observer; do
   pushed=$(oras resolve "${oras_http[@]}" "$repo:$tag")
   [[ $pushed == "$digest" ]] || die "$repo:$tag resolves to $pushed, built $digest"
   ref=$repo@$digest
-  # Signed once: a second signature of the same digest by the same key adds nothing.
-  if ! cosign verify --key "$out/cosign.pub" --insecure-ignore-tlog "${cosign_http[@]}" "$ref" >/dev/null 2>&1; then
-    cosign sign --key "$key" --tlog-upload=false "${cosign_http[@]}" -y "$ref" >"$dir/sign.log" 2>&1 ||
-      { cat "$dir/sign.log" >&2; die "signing $ref failed"; }
-  fi
+  sign "$ref" "$dir/sign.log"
   if [[ -z $(oras discover "${oras_http[@]}" --artifact-type application/vnd.cyclonedx+json --format json "$ref" |
     jq -r '(.manifests // .referrers // [])[].digest') ]]; then
     (cd "$dir" && oras attach "${oras_http[@]}" --artifact-type application/vnd.cyclonedx+json "$ref" \
@@ -61,3 +66,12 @@ for component in operator webhook observer; do
   printf 'ZASTAVA_%s_IMAGE=%s\n' "${component^^}" "$ref" >>"$out/images.env.tmp"
 done
 mv "$out/images.env.tmp" "$out/images.env"
+
+helm() { "${ZASTAVA_HELM_PYTHON:?}" tests/e2e/helm.py "$@"; }
+rm -f "$out"/zastava-*.tgz
+helm package charts/zastava "$out" >/dev/null
+chart=$(compgen -G "$out/zastava-*.tgz")
+pushed=$(helm push "$chart" "oci://$registry/charts" ${plain_http:+--plain-http})
+sign "${pushed#oci://}" "$out/chart-sign.log"
+log "chart: $pushed, signed"
+printf '%s\n' "${pushed%@*}" >"$out/chart.ref"

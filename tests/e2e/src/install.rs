@@ -59,6 +59,17 @@ pub fn image(component: &str) -> String {
         .unwrap_or_else(|| panic!("no {component} image in images.env"))
 }
 
+/// The chart `make images` pushed as an OCI artifact (`oci://registry/charts/zastava:version`),
+/// from `chart.ref` beside the images.env file.
+pub fn chart_reference() -> String {
+    let images = PathBuf::from(env("ZASTAVA_IMAGES_ENV"));
+    let path = images.with_file_name("chart.ref");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
 /// The public key Zastava's images are signed with.
 pub fn image_signing_key() -> String {
     std::fs::read_to_string(env("ZASTAVA_IMAGES_PUBKEY")).expect("the images' cosign.pub")
@@ -198,4 +209,55 @@ pub async fn admission_loop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     (made, wrong)
+}
+
+/// What each running process of `component` (`/usr/local/bin/zastava-<component>`, seen through
+/// the node's `/proc`) uses: `(pid, VmRSS in MiB, CPU seconds so far)`. Printed by the tests,
+/// the figures behind the chart's requests and limits; never asserted.
+pub fn usage(component: &str) -> Vec<(u32, f64, f64)> {
+    let exe = format!("/usr/local/bin/zastava-{component}");
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).next() != Some(exe.as_bytes()) {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let cpu = fields
+            .get(11)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        found.push((pid, rss_kib / 1024.0, cpu / ticks));
+    }
+    found
+}
+
+/// One line per component: its processes' RSS and CPU seconds.
+pub fn print_usage(when: &str) {
+    for component in ["operator", "webhook", "observer"] {
+        let figures: Vec<String> = usage(component)
+            .iter()
+            .map(|(pid, rss, cpu)| format!("pid {pid}: {rss:.1} MiB RSS, {cpu:.2} s CPU"))
+            .collect();
+        println!("usage {when}: {component}: {}", figures.join("; "));
+    }
 }

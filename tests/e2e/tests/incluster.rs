@@ -18,8 +18,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 use zastava_e2e::install::{
-    admission_loop, admit, helm, image, image_signing_key, pods_of, values, wait_all_ready,
-    Admission, NAMESPACE, RELEASE,
+    admission_loop, admit, chart_reference, helm, image, image_signing_key, pods_of, print_usage,
+    values, wait_all_ready, Admission, NAMESPACE, RELEASE,
 };
 use zastava_e2e::observer::{deploy_image, node_entry, readelf_build_id, running_pod, sha256sum};
 use zastava_e2e::webhook::strict_policy;
@@ -31,24 +31,35 @@ use zastava_e2e::{
 const CHART: &str = "charts/zastava";
 const WEBHOOK_CONFIG: &str = "zastava-webhook";
 
-/// Uninstalls the release when the test ends, passed or not, so a failure never leaves a
-/// webhook configuration that refuses the next test's pods.
-struct Release;
+/// When the test ends, passed or not: the release uninstalled (a failure never leaves a
+/// webhook configuration that refuses the next test's pods), the test's policy and namespace
+/// deleted.
+struct Cleanup {
+    policy: String,
+    namespace: String,
+}
 
-impl Drop for Release {
+impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]);
+        let _ = std::process::Command::new("kubectl")
+            .args(["delete", "--wait=false", "--ignore-not-found"])
+            .arg(format!("zastavapolicy/{}", self.policy))
+            .arg(format!("namespace/{}", self.namespace))
+            .output();
     }
 }
 
-fn install(extra: serde_json::Value) -> Duration {
+/// `helm install` of `chart` (a directory, or an oci:// reference over plain HTTP) with this
+/// cluster's values and `extra`; how long it took to return with every object ready.
+fn install(chart: &str, extra: serde_json::Value) -> Duration {
     let values = values(extra);
     let start = Instant::now();
     let values = values.to_str().unwrap();
-    helm(&[
+    let mut args = vec![
         "install",
         RELEASE,
-        CHART,
+        chart,
         "-n",
         NAMESPACE,
         "--create-namespace",
@@ -57,12 +68,15 @@ fn install(extra: serde_json::Value) -> Duration {
         "--wait",
         "--timeout",
         "300s",
-    ])
-    .unwrap_or_else(|e| panic!("helm install: {e}"));
+    ];
+    if chart.starts_with("oci://") {
+        args.push("--plain-http");
+    }
+    helm(&args).unwrap_or_else(|e| panic!("helm install {chart}: {e}"));
     start.elapsed()
 }
 
-/// The configuration exists with both... webhooks and a CA bundle: the operator has
+/// The configuration exists with webhooks, each with a CA bundle: the operator has
 /// provisioned TLS and published it.
 async fn webhook_configured(client: &Client) -> ValidatingWebhookConfiguration {
     let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -166,8 +180,12 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
 
     // What the test's namespaces are held to: Zastava's own signing key and an SBOM.
     let enforced = unique("e2e-chart");
-    create_namespace(&client, &enforced, json!({})).await;
     let policy = unique("e2e-chart");
+    let cleanup = Cleanup {
+        policy: policy.clone(),
+        namespace: enforced.clone(),
+    };
+    create_namespace(&client, &enforced, json!({})).await;
     apply_policy(
         &client,
         &policy,
@@ -176,8 +194,7 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
     .await;
 
     // ---- install: every pod Ready, measured.
-    let release = Release;
-    let helm_time = install(json!({}));
+    let helm_time = install(CHART, json!({}));
     let ready_time = wait_all_ready(&client, Duration::from_secs(300)).await;
     println!(
         "install to Ready: helm install --wait {:.1} s, then every pod Ready after {:.1} s more",
@@ -225,6 +242,8 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     })
     .await;
+
+    print_usage("after the webhook pod loss under load");
 
     // ---- the operator's leader deleted: the other replica takes the Lease within the lease
     // duration; the webhook configuration and its certificate stay valid.
@@ -316,6 +335,7 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     })
     .await;
+    print_usage("after the upgrade under load");
     let after = pods_of(&client, "webhook").await;
     assert!(
         after.iter().all(|p| !before.contains(p)),
@@ -363,15 +383,14 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         "the policy was removed"
     );
 
-    // ---- reinstall: the policies are picked up again.
-    install(json!({}));
+    // ---- reinstall, from the chart `make images` pushed as an OCI artifact: the policies are
+    // picked up again.
+    install(&chart_reference(), json!({}));
     wait_all_ready(&client, Duration::from_secs(300)).await;
     webhook_configured(&client).await;
     enforcing(&client, &enforced, &signed, &unsigned).await;
 
-    drop(release);
-    delete_policy(&client, &policy).await;
-    delete_namespace(&client, &enforced).await;
+    drop(cleanup);
 }
 
 async fn all_ready(pods: &Api<Pod>, names: &[String]) -> bool {
