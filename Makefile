@@ -13,6 +13,7 @@ help:
 	@echo "make manifests     regenerate config/default (and the Argo CD health snippet) from charts/zastava"
 	@echo "make chart-lint    helm lint charts/zastava (Helm's Go SDK through tests/e2e/helm.py)"
 	@echo "make chart-test    lint and render tests of the chart; config/default must equal a fresh render"
+	@echo "make image-test    the image build twice from stand-in binaries: reproducible, distroless, SBOM complete"
 	@echo "make images        OCI images of the three binaries (release profile), pushed to the local registry by digest, signed, SBOMs attached"
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, kube-proxy, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
@@ -25,7 +26,7 @@ demo:
 demo-down:
 	bash $(E2E)/demo.sh down
 
-test: lint unit chart-test e2e
+test: lint unit chart-test image-test e2e
 
 lint: rust-toolchain
 	$(CARGO) fmt --all -- --check
@@ -58,6 +59,13 @@ chart-lint: helm-sdk
 
 chart-test: chart-lint
 	PYTHONDONTWRITEBYTECODE=1 $(HELM_PYTHON) -m unittest discover -s tests/chart
+
+# images/build.py twice from stand-in binaries: same digests, distroless contents, the SBOM.
+# It reads Debian's packages with apt and dpkg-deb and strips with objcopy (install.sh).
+.PHONY: image-test
+image-test:
+	@command -v objcopy >/dev/null || bash $(E2E)/cluster/install.sh
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests/images
 
 build:
 	$(CARGO) build --workspace --bins --locked
