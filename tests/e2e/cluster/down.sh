@@ -84,7 +84,9 @@ fi
 stop_daemon kube-proxy 10
 if [[ -x $K8S_BIN/kube-proxy ]] && iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1; then
   log "removing kube-proxy's iptables rules"
-  "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || log "WARNING: kube-proxy --cleanup failed"
+  # Its exit status also covers IPVS sets (no ipset here): what counts is that the chains went.
+  "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1
+  ! iptables -t nat -S KUBE-SERVICES >/dev/null 2>&1 || log "WARNING: kube-proxy's iptables rules are still there"
 fi
 stop_daemon kube-scheduler 10
 stop_daemon kube-controller-manager 10
