@@ -285,23 +285,35 @@ fn webhook(
 
 /// Pods, and the workloads that template them (so the webhook's cache is warm before their
 /// Pods arrive). CronJobs are `batch/v1beta1` on Kubernetes 1.20 and `batch/v1` from 1.21.
+///
+/// A running Pod gets a new container only through the `pods/ephemeralcontainers`
+/// subresource (`kubectl debug`), an UPDATE: its object is the Pod from 1.22, an
+/// `EphemeralContainers` list on 1.20/1.21 (where the subresource is alpha, behind the
+/// `EphemeralContainers` feature gate; a rule for a subresource a cluster does not serve
+/// matches nothing). A container's image changes through an UPDATE of `pods`, which the first
+/// rule covers; `pods/exec`, `attach`, `binding` and `status` add no container.
 fn rules() -> Vec<RuleWithOperations> {
-    let rule = |group: &str, version: &str, resources: &[&str]| RuleWithOperations {
-        api_groups: Some(vec![group.to_string()]),
-        api_versions: Some(vec![version.to_string()]),
-        operations: Some(vec!["CREATE".to_string(), "UPDATE".to_string()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        scope: Some("Namespaced".to_string()),
+    let rule = |group: &str, version: &str, resources: &[&str], operations: &[&str]| {
+        RuleWithOperations {
+            api_groups: Some(vec![group.to_string()]),
+            api_versions: Some(vec![version.to_string()]),
+            operations: Some(operations.iter().map(|o| o.to_string()).collect()),
+            resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+            scope: Some("Namespaced".to_string()),
+        }
     };
+    let create_update = ["CREATE", "UPDATE"];
     vec![
-        rule("", "v1", &["pods"]),
+        rule("", "v1", &["pods"], &create_update),
+        rule("", "v1", &["pods/ephemeralcontainers"], &["UPDATE"]),
         rule(
             "apps",
             "v1",
             &["deployments", "replicasets", "statefulsets", "daemonsets"],
+            &create_update,
         ),
-        rule("batch", "v1", &["jobs", "cronjobs"]),
-        rule("batch", "v1beta1", &["cronjobs"]),
+        rule("batch", "v1", &["jobs", "cronjobs"], &create_update),
+        rule("batch", "v1beta1", &["cronjobs"], &create_update),
     ]
 }
 
@@ -488,41 +500,40 @@ mod tests {
             .webhooks
             .unwrap();
         let rules = webhooks[0].rules.clone().unwrap();
-        let flat: Vec<(String, String, String)> = rules
+        let flat: Vec<(String, String, String, Vec<String>)> = rules
             .iter()
             .flat_map(|r| {
-                assert_eq!(
-                    r.operations.clone().unwrap(),
-                    vec!["CREATE".to_string(), "UPDATE".to_string()]
-                );
                 assert_eq!(r.scope.as_deref(), Some("Namespaced"));
                 let group = r.api_groups.clone().unwrap()[0].clone();
                 let version = r.api_versions.clone().unwrap()[0].clone();
-                r.resources
-                    .clone()
-                    .unwrap()
-                    .into_iter()
-                    .map(move |res| (group.clone(), version.clone(), res))
+                let operations = r.operations.clone().unwrap();
+                r.resources.clone().unwrap().into_iter().map(move |res| {
+                    (group.clone(), version.clone(), res, operations.clone())
+                })
             })
             .collect();
-        for expected in [
-            ("", "v1", "pods"),
-            ("apps", "v1", "deployments"),
-            ("apps", "v1", "replicasets"),
-            ("apps", "v1", "statefulsets"),
-            ("apps", "v1", "daemonsets"),
-            ("batch", "v1", "jobs"),
-            ("batch", "v1", "cronjobs"),
-            ("batch", "v1beta1", "cronjobs"),
+        let create_update = &["CREATE", "UPDATE"][..];
+        for (group, version, resource, operations) in [
+            ("", "v1", "pods", create_update),
+            // `kubectl debug`: a container added to a running Pod.
+            ("", "v1", "pods/ephemeralcontainers", &["UPDATE"][..]),
+            ("apps", "v1", "deployments", create_update),
+            ("apps", "v1", "replicasets", create_update),
+            ("apps", "v1", "statefulsets", create_update),
+            ("apps", "v1", "daemonsets", create_update),
+            ("batch", "v1", "jobs", create_update),
+            ("batch", "v1", "cronjobs", create_update),
+            ("batch", "v1beta1", "cronjobs", create_update),
         ] {
             let expected = (
-                expected.0.to_string(),
-                expected.1.to_string(),
-                expected.2.to_string(),
+                group.to_string(),
+                version.to_string(),
+                resource.to_string(),
+                operations.iter().map(|o| o.to_string()).collect(),
             );
             assert!(flat.contains(&expected), "{expected:?} missing");
         }
-        assert_eq!(flat.len(), 8);
+        assert_eq!(flat.len(), 9);
     }
 
     #[test]
