@@ -403,3 +403,61 @@ async fn past_the_decision_cap_a_review_is_answered_429_at_once() {
     drop(silent);
     let _ = served.stop.send(true);
 }
+
+/// The exemption labels are the webhook configuration's business (which namespaces the
+/// apiserver calls the webhook for); a decision never reads them. A namespace a tenant
+/// labelled `ignore` and `fail-open` is still decided, and fails closed unless a policy lists
+/// it in `failOpenNamespaces`.
+#[tokio::test]
+async fn exemption_labels_on_a_namespace_change_no_decision() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PartialObjectMeta;
+    use kube::runtime::{reflector, watcher};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (store, mut writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": "team", "labels": {
+            "zastava.stellaops.io/ignore": "true", "zastava.stellaops.io/fail-open": "true"}},
+    }))
+    .unwrap();
+    writer.apply_watcher_event(&watcher::Event::Apply(namespace));
+    let config = ServeConfig {
+        namespace: "zastava-system".into(),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        tls_secret: "unused".into(),
+        insecure_registries: vec![],
+        registry_timeout_ms: 500,
+        cache_capacity: 100,
+        shutdown_delay_seconds: 0,
+        drain_seconds: 5,
+        log_format: zastava_webhook::LogFormat::Text,
+        limits: Limits::default(),
+    };
+    let app = zastava_webhook::app(&config, None, Some(store));
+    let decide = |image: &str| {
+        let body = serde_json::to_vec(&review(pod(image))).unwrap();
+        let app = app.clone();
+        async move {
+            let (status, text) = app.handle(&body).await;
+            assert_eq!(status, 200);
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    install(&app, json!({"images": {"bannedTags": ["latest"]},
+                         "verify": {"sbomReferrer": {"required": true}}}));
+    let r = decide("busybox").await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    // An unreachable registry fails closed: the label grants no fail-open.
+    let r = decide("127.0.0.1:9/app:1").await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    assert!(r["response"]["auditAnnotations"]
+        .get("zastava.stellaops.io/fail-open")
+        .is_none());
+    // Listed in failOpenNamespaces, it fails open.
+    install(&app, json!({"failOpenNamespaces": ["team"],
+                         "verify": {"sbomReferrer": {"required": true}}}));
+    let r = decide("127.0.0.1:9/app:1").await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+}
