@@ -334,15 +334,14 @@ fn webhook(
 /// matches nothing). A container's image changes through an UPDATE of `pods`, which the first
 /// rule covers; `pods/exec`, `attach`, `binding` and `status` add no container.
 fn rules() -> Vec<RuleWithOperations> {
-    let rule = |group: &str, version: &str, resources: &[&str], operations: &[&str]| {
-        RuleWithOperations {
+    let rule =
+        |group: &str, version: &str, resources: &[&str], operations: &[&str]| RuleWithOperations {
             api_groups: Some(vec![group.to_string()]),
             api_versions: Some(vec![version.to_string()]),
             operations: Some(operations.iter().map(|o| o.to_string()).collect()),
             resources: Some(resources.iter().map(|r| r.to_string()).collect()),
             scope: Some("Namespaced".to_string()),
-        }
-    };
+        };
     let create_update = ["CREATE", "UPDATE"];
     vec![
         rule("", "v1", &["pods"], &create_update),
@@ -548,9 +547,11 @@ mod tests {
                 let group = r.api_groups.clone().unwrap()[0].clone();
                 let version = r.api_versions.clone().unwrap()[0].clone();
                 let operations = r.operations.clone().unwrap();
-                r.resources.clone().unwrap().into_iter().map(move |res| {
-                    (group.clone(), version.clone(), res, operations.clone())
-                })
+                r.resources
+                    .clone()
+                    .unwrap()
+                    .into_iter()
+                    .map(move |res| (group.clone(), version.clone(), res, operations.clone()))
             })
             .collect();
         let create_update = &["CREATE", "UPDATE"][..];
@@ -707,8 +708,10 @@ mod tests {
         // What the operator granted is left alone; the apply corrects a wrong value.
         let granted = labels(&[(IGNORE_LABEL, "yes")]);
         assert!(ungranted_labels(&managed_labels(&granted), &want("zastava-system")).is_empty());
-        assert!(ungranted_labels(&managed_labels(&labels(&[("team", "a")])), &want("team-a"))
-            .is_empty());
+        assert!(
+            ungranted_labels(&managed_labels(&labels(&[("team", "a")])), &want("team-a"))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -720,7 +723,10 @@ mod tests {
                                             "labels": {IGNORE_LABEL: null}}})
         );
         let note = removal_note(FAIL_OPEN_LABEL, "true");
-        assert!(note.starts_with("removed label zastava.stellaops.io/fail-open=true"), "{note}");
+        assert!(
+            note.starts_with("removed label zastava.stellaops.io/fail-open=true"),
+            "{note}"
+        );
         assert!(note.contains("failOpenNamespaces"), "{note}");
         assert!(note.len() <= zastava_shell::events::MAX_NOTE_BYTES);
     }

@@ -22,11 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::decision_log::{DecisionLog, Discard};
-use zastava_webhook::policies::PolicySet;
 use zastava_webhook::metrics::Metrics;
+use zastava_webhook::policies::PolicySet;
 use zastava_webhook::server::{admission_router, App, MAX_BODY_BYTES};
-use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::tls::{certified_key, CertStore};
+use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::ServeConfig;
 
 /// The webhook binary's allocator (webhook/src/main.rs); the ceiling runs in this process too,

@@ -542,11 +542,13 @@ mod tests {
 
     /// `kubectl debug --image=...`: an UPDATE of the `pods/ephemeralcontainers` subresource.
     fn ephemeral_review(object: Value, old_object: Value) -> Vec<u8> {
-        review(json!({"uid": "u", "operation": "UPDATE", "namespace": "team",
+        review(
+            json!({"uid": "u", "operation": "UPDATE", "namespace": "team",
             "kind": {"group": "", "version": "v1", "kind": object["kind"]},
             "resource": {"group": "", "version": "v1", "resource": "pods"},
             "subResource": "ephemeralcontainers",
-            "object": object, "oldObject": old_object}))
+            "object": object, "oldObject": old_object}),
+        )
     }
 
     #[test]
@@ -556,8 +558,10 @@ mod tests {
             let containers: Vec<Value> = images
                 .iter()
                 .enumerate()
-                .map(|(i, image)| json!({"name": format!("debugger-{i}"), "image": image,
-                    "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File"}))
+                .map(|(i, image)| {
+                    json!({"name": format!("debugger-{i}"), "image": image,
+                    "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File"})
+                })
                 .collect();
             json!({"kind": "EphemeralContainers", "apiVersion": "v1",
                    "metadata": {"name": "p", "namespace": "team"},
@@ -579,8 +583,16 @@ mod tests {
         assert_eq!(
             images,
             vec![
-                (ContainerKind::Ephemeral, "debugger-0".into(), "busybox:1".into()),
-                (ContainerKind::Ephemeral, "debugger-1".into(), "evil:1".into()),
+                (
+                    ContainerKind::Ephemeral,
+                    "debugger-0".into(),
+                    "busybox:1".into()
+                ),
+                (
+                    ContainerKind::Ephemeral,
+                    "debugger-1".into(),
+                    "evil:1".into()
+                ),
             ]
         );
         assert_eq!(r.workload.distinct_images(), vec!["busybox:1", "evil:1"]);

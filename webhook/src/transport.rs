@@ -217,8 +217,7 @@ pub async fn serve_tls(
         metrics.connections.inc();
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
-            {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => Some(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -355,7 +355,10 @@ mod tests {
             "metadata": {"name": "p", "namespace": "ns"},
             "ephemeralContainers": [{"name": "debugger", "image": "debug:1"}]});
         let w = Workload::from_object(object).unwrap();
-        assert_eq!((w.kind.as_str(), w.name.as_deref()), ("EphemeralContainers", Some("p")));
+        assert_eq!(
+            (w.kind.as_str(), w.name.as_deref()),
+            ("EphemeralContainers", Some("p"))
+        );
         assert_eq!(
             w.images(),
             vec![ContainerImage {
@@ -366,8 +369,10 @@ mod tests {
         );
         assert_eq!(
             w.pod_spec_digest,
-            canonical_json_digest(r#"{"ephemeralContainers":[{"name":"debugger","image":"debug:1"}]}"#)
-                .unwrap()
+            canonical_json_digest(
+                r#"{"ephemeralContainers":[{"name":"debugger","image":"debug:1"}]}"#
+            )
+            .unwrap()
         );
         assert_eq!(
             Workload::from_object(json!({"kind": "EphemeralContainers"})),

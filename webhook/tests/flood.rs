@@ -65,9 +65,8 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), &ca_key).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
-    app.certs.set(
-        certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap(),
-    );
+    app.certs
+        .set(certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let url = format!("https://{address}/validate");
@@ -148,13 +147,20 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         );
     }
     let flood = trickle.await.unwrap();
-    assert!(flood.len() >= FLOOD / 2, "only {} flood connections", flood.len());
+    assert!(
+        flood.len() >= FLOOD / 2,
+        "only {} flood connections",
+        flood.len()
+    );
     let closed = app
         .metrics
         .admission_rejected
         .with_label_values(&[reason::HANDSHAKE_TIMEOUT])
         .get();
-    assert!(closed >= MAX_CONNECTIONS as u64, "{closed} handshakes timed out");
+    assert!(
+        closed >= MAX_CONNECTIONS as u64,
+        "{closed} handshakes timed out"
+    );
     assert!(app.metrics.connections.get() <= MAX_CONNECTIONS as i64);
     drop(flood);
     setrlimit(Resource::Nofile, previous).unwrap();

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::policies::PolicySet;
 use zastava_webhook::server::{admission_router, App, MAX_BODY_BYTES};
-use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::tls::certified_key;
+use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::ServeConfig;
 
 struct Served {
@@ -250,9 +250,7 @@ async fn a_certificate_swap_fails_no_request() {
 }
 
 /// A TLS connection to the server, as a raw stream (to send what a client library would not).
-async fn tls_stream(
-    served: &Served,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn tls_stream(served: &Served) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(served.ca.der().clone()).unwrap();
     let config = rustls::ClientConfig::builder()
@@ -300,8 +298,7 @@ async fn slow_headers_and_bodies_are_cut_off_at_their_timeouts() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut buf = [0u8; 256];
-        if let Ok(read) =
-            tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+        if let Ok(read) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
         {
             // An answer (408 from hyper) or the end of the stream: either way, cut off.
             let _ = read;
@@ -309,8 +306,15 @@ async fn slow_headers_and_bodies_are_cut_off_at_their_timeouts() {
             break;
         }
     }
-    assert!(cut_off, "a client sending a byte every 20 ms was never cut off");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        cut_off,
+        "a client sending a byte every 20 ms was never cut off"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     let mut no_body = tls_stream(&served).await;
     no_body
@@ -324,10 +328,16 @@ async fn slow_headers_and_bodies_are_cut_off_at_their_timeouts() {
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), no_body.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "no answer within 3 s to a body that never arrives");
+    assert!(
+        read.is_ok(),
+        "no answer within 3 s to a body that never arrives"
+    );
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("request body not received within"), "{answer}");
+    assert!(
+        answer.contains("request body not received within"),
+        "{answer}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(rejected(&served.app, "body_timeout"), 1);
 
@@ -377,7 +387,11 @@ async fn past_the_decision_cap_a_review_is_answered_429_at_once() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(
         r.text().await.unwrap(),
         "zastava: 2 admission decisions are under way, the most this replica takes at once; \
@@ -445,8 +459,11 @@ async fn exemption_labels_on_a_namespace_change_no_decision() {
             serde_json::from_str::<Value>(&text).unwrap()
         }
     };
-    install(&app, json!({"images": {"bannedTags": ["latest"]},
-                         "verify": {"sbomReferrer": {"required": true}}}));
+    install(
+        &app,
+        json!({"images": {"bannedTags": ["latest"]},
+                         "verify": {"sbomReferrer": {"required": true}}}),
+    );
     let r = decide("busybox").await;
     assert_eq!(r["response"]["allowed"], false, "{r}");
     // An unreachable registry fails closed: the label grants no fail-open.
@@ -456,8 +473,11 @@ async fn exemption_labels_on_a_namespace_change_no_decision() {
         .get("zastava.stellaops.io/fail-open")
         .is_none());
     // Listed in failOpenNamespaces, it fails open.
-    install(&app, json!({"failOpenNamespaces": ["team"],
-                         "verify": {"sbomReferrer": {"required": true}}}));
+    install(
+        &app,
+        json!({"failOpenNamespaces": ["team"],
+                         "verify": {"sbomReferrer": {"required": true}}}),
+    );
     let r = decide("127.0.0.1:9/app:1").await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
 }

@@ -346,7 +346,13 @@ async fn label_namespaces(
                 let note = webhook_config::removal_note(label, &value);
                 if let Err(e) = ctx
                     .events
-                    .publish(regarding, true, EXEMPTION_REMOVED, "ProtectExemptions", &note)
+                    .publish(
+                        regarding,
+                        true,
+                        EXEMPTION_REMOVED,
+                        "ProtectExemptions",
+                        &note,
+                    )
                     .await
                 {
                     tracing::warn!(error = %e, namespace = %name, "could not record Event");
