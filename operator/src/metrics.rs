@@ -23,6 +23,9 @@ pub struct Metrics {
     /// Writes of the ValidatingWebhookConfiguration, by `change` (`created`, `updated`: a
     /// policy changed or someone else's edit was put back).
     pub webhook_config_applies: IntCounterVec,
+    /// Exemption labels the operator removed from namespaces it had not granted them to, by
+    /// `label` (`zastava.stellaops.io/ignore`, `zastava.stellaops.io/fail-open`).
+    pub exemption_labels_removed: IntCounterVec,
 }
 
 impl Metrics {
@@ -92,6 +95,14 @@ impl Metrics {
             &["change"],
         )
         .expect("valid metric");
+        let exemption_labels_removed = IntCounterVec::new(
+            Opts::new(
+                "zastava_operator_exemption_labels_removed_total",
+                "Exemption labels removed from namespaces Zastava had not granted them to, by label",
+            ),
+            &["label"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
@@ -101,6 +112,7 @@ impl Metrics {
             Box::new(certificate_renewals.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(webhook_config_applies.clone()),
+            Box::new(exemption_labels_removed.clone()),
         ] {
             registry
                 .register(collector)
@@ -116,6 +128,7 @@ impl Metrics {
             certificate_renewals,
             certificate_expiry,
             webhook_config_applies,
+            exemption_labels_removed,
         }
     }
 

@@ -195,6 +195,47 @@ pub fn managed_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, Str
         .collect()
 }
 
+/// Of the exemption labels a namespace carries (`have`, see [`managed_labels`]), the keys the
+/// operator did not grant it (`want`, see [`namespace_labels`]): someone with `patch
+/// namespaces` set them, or a policy no longer lists the namespace. Server-side apply never
+/// removes a label another field manager owns, so these are removed by [`removal_patch`].
+pub fn ungranted_labels(
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Vec<String> {
+    have.keys()
+        .filter(|key| !want.contains_key(*key))
+        .cloned()
+        .collect()
+}
+
+/// The JSON merge patch that removes `keys` from a namespace's labels, whoever set them;
+/// conditional on `resource_version`, so a namespace changed since it was read is a conflict
+/// (read again on the next pass), never a patch of labels the operator has not seen.
+pub fn removal_patch(resource_version: Option<&str>, keys: &[String]) -> Value {
+    let labels: serde_json::Map<String, Value> =
+        keys.iter().map(|k| (k.clone(), Value::Null)).collect();
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": resource_version,
+            "labels": labels,
+        }
+    })
+}
+
+/// The note of the Event recorded on a namespace whose exemption label was removed.
+pub fn removal_note(label: &str, value: &str) -> String {
+    let granted = if label == IGNORE_LABEL {
+        "only kube-system and Zastava's own namespace carry it"
+    } else {
+        "only namespaces a ZastavaPolicy lists in failOpenNamespaces carry it"
+    };
+    format!(
+        "removed label {label}={value}: Zastava sets it itself and {granted}; exemptions come \
+         from ZastavaPolicy objects, not from namespace labels"
+    )
+}
+
 /// The configuration the operator applies.
 ///
 /// With no ZastavaPolicy at all the configuration has no webhooks: nothing is enforced, so
@@ -285,23 +326,34 @@ fn webhook(
 
 /// Pods, and the workloads that template them (so the webhook's cache is warm before their
 /// Pods arrive). CronJobs are `batch/v1beta1` on Kubernetes 1.20 and `batch/v1` from 1.21.
+///
+/// A running Pod gets a new container only through the `pods/ephemeralcontainers`
+/// subresource (`kubectl debug`), an UPDATE: its object is the Pod from 1.22, an
+/// `EphemeralContainers` list on 1.20/1.21 (where the subresource is alpha, behind the
+/// `EphemeralContainers` feature gate; a rule for a subresource a cluster does not serve
+/// matches nothing). A container's image changes through an UPDATE of `pods`, which the first
+/// rule covers; `pods/exec`, `attach`, `binding` and `status` add no container.
 fn rules() -> Vec<RuleWithOperations> {
-    let rule = |group: &str, version: &str, resources: &[&str]| RuleWithOperations {
-        api_groups: Some(vec![group.to_string()]),
-        api_versions: Some(vec![version.to_string()]),
-        operations: Some(vec!["CREATE".to_string(), "UPDATE".to_string()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
-        scope: Some("Namespaced".to_string()),
-    };
+    let rule =
+        |group: &str, version: &str, resources: &[&str], operations: &[&str]| RuleWithOperations {
+            api_groups: Some(vec![group.to_string()]),
+            api_versions: Some(vec![version.to_string()]),
+            operations: Some(operations.iter().map(|o| o.to_string()).collect()),
+            resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+            scope: Some("Namespaced".to_string()),
+        };
+    let create_update = ["CREATE", "UPDATE"];
     vec![
-        rule("", "v1", &["pods"]),
+        rule("", "v1", &["pods"], &create_update),
+        rule("", "v1", &["pods/ephemeralcontainers"], &["UPDATE"]),
         rule(
             "apps",
             "v1",
             &["deployments", "replicasets", "statefulsets", "daemonsets"],
+            &create_update,
         ),
-        rule("batch", "v1", &["jobs", "cronjobs"]),
-        rule("batch", "v1beta1", &["cronjobs"]),
+        rule("batch", "v1", &["jobs", "cronjobs"], &create_update),
+        rule("batch", "v1beta1", &["cronjobs"], &create_update),
     ]
 }
 
@@ -488,41 +540,42 @@ mod tests {
             .webhooks
             .unwrap();
         let rules = webhooks[0].rules.clone().unwrap();
-        let flat: Vec<(String, String, String)> = rules
+        let flat: Vec<(String, String, String, Vec<String>)> = rules
             .iter()
             .flat_map(|r| {
-                assert_eq!(
-                    r.operations.clone().unwrap(),
-                    vec!["CREATE".to_string(), "UPDATE".to_string()]
-                );
                 assert_eq!(r.scope.as_deref(), Some("Namespaced"));
                 let group = r.api_groups.clone().unwrap()[0].clone();
                 let version = r.api_versions.clone().unwrap()[0].clone();
+                let operations = r.operations.clone().unwrap();
                 r.resources
                     .clone()
                     .unwrap()
                     .into_iter()
-                    .map(move |res| (group.clone(), version.clone(), res))
+                    .map(move |res| (group.clone(), version.clone(), res, operations.clone()))
             })
             .collect();
-        for expected in [
-            ("", "v1", "pods"),
-            ("apps", "v1", "deployments"),
-            ("apps", "v1", "replicasets"),
-            ("apps", "v1", "statefulsets"),
-            ("apps", "v1", "daemonsets"),
-            ("batch", "v1", "jobs"),
-            ("batch", "v1", "cronjobs"),
-            ("batch", "v1beta1", "cronjobs"),
+        let create_update = &["CREATE", "UPDATE"][..];
+        for (group, version, resource, operations) in [
+            ("", "v1", "pods", create_update),
+            // `kubectl debug`: a container added to a running Pod.
+            ("", "v1", "pods/ephemeralcontainers", &["UPDATE"][..]),
+            ("apps", "v1", "deployments", create_update),
+            ("apps", "v1", "replicasets", create_update),
+            ("apps", "v1", "statefulsets", create_update),
+            ("apps", "v1", "daemonsets", create_update),
+            ("batch", "v1", "jobs", create_update),
+            ("batch", "v1", "cronjobs", create_update),
+            ("batch", "v1beta1", "cronjobs", create_update),
         ] {
             let expected = (
-                expected.0.to_string(),
-                expected.1.to_string(),
-                expected.2.to_string(),
+                group.to_string(),
+                version.to_string(),
+                resource.to_string(),
+                operations.iter().map(|o| o.to_string()).collect(),
             );
             assert!(flat.contains(&expected), "{expected:?} missing");
         }
-        assert_eq!(flat.len(), 8);
+        assert_eq!(flat.len(), 9);
     }
 
     #[test]
@@ -613,6 +666,69 @@ mod tests {
             managed_labels(&mixed),
             BTreeMap::from([(FAIL_OPEN_LABEL.to_string(), "true".to_string())])
         );
+    }
+
+    #[test]
+    fn exemption_labels_nobody_granted_are_removed() {
+        let fail_open = BTreeSet::from(["legacy".to_string()]);
+        let want = |ns| namespace_labels(ns, "zastava-system", &fail_open);
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let both = labels(&[
+            ("team", "a"),
+            (IGNORE_LABEL, "true"),
+            (FAIL_OPEN_LABEL, "true"),
+        ]);
+        // A tenant exempting its own namespace loses both labels; its other labels stay.
+        assert_eq!(
+            ungranted_labels(&managed_labels(&both), &want("team-a")),
+            vec![FAIL_OPEN_LABEL.to_string(), IGNORE_LABEL.to_string()]
+        );
+        // A fail-open namespace keeps fail-open and loses ignore.
+        assert_eq!(
+            ungranted_labels(&managed_labels(&both), &want("legacy")),
+            vec![IGNORE_LABEL.to_string()]
+        );
+        // kube-system keeps ignore and loses fail-open.
+        assert_eq!(
+            ungranted_labels(&managed_labels(&both), &want("kube-system")),
+            vec![FAIL_OPEN_LABEL.to_string()]
+        );
+        // Any value counts: `ignore=false` is still an exemption as the selector reads it
+        // (`DoesNotExist`).
+        let falsy = labels(&[(IGNORE_LABEL, "false")]);
+        assert_eq!(
+            ungranted_labels(&managed_labels(&falsy), &want("team-a")),
+            vec![IGNORE_LABEL.to_string()]
+        );
+        // What the operator granted is left alone; the apply corrects a wrong value.
+        let granted = labels(&[(IGNORE_LABEL, "yes")]);
+        assert!(ungranted_labels(&managed_labels(&granted), &want("zastava-system")).is_empty());
+        assert!(
+            ungranted_labels(&managed_labels(&labels(&[("team", "a")])), &want("team-a"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_removal_is_a_conditional_merge_patch_of_those_labels_only() {
+        let patch = removal_patch(Some("41"), &[IGNORE_LABEL.to_string()]);
+        assert_eq!(
+            patch,
+            serde_json::json!({"metadata": {"resourceVersion": "41",
+                                            "labels": {IGNORE_LABEL: null}}})
+        );
+        let note = removal_note(FAIL_OPEN_LABEL, "true");
+        assert!(
+            note.starts_with("removed label zastava.stellaops.io/fail-open=true"),
+            "{note}"
+        );
+        assert!(note.contains("failOpenNamespaces"), "{note}");
+        assert!(note.len() <= zastava_shell::events::MAX_NOTE_BYTES);
     }
 
     /// What the API server returns for an applied configuration: the desired fields plus

@@ -22,9 +22,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::decision_log::{DecisionLog, Discard};
+use zastava_webhook::metrics::Metrics;
 use zastava_webhook::policies::PolicySet;
-use zastava_webhook::server::{admission_router, serve_tls, App, MAX_BODY_BYTES};
+use zastava_webhook::server::{admission_router, App, MAX_BODY_BYTES};
 use zastava_webhook::tls::{certified_key, CertStore};
+use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::ServeConfig;
 
 /// The webhook binary's allocator (webhook/src/main.rs); the ceiling runs in this process too,
@@ -122,12 +124,15 @@ async fn serve(certs: Arc<CertStore>, router: Router) -> (String, watch::Sender<
         listener.local_addr().unwrap().port()
     );
     let (stop, stop_rx) = watch::channel(false);
+    // The shipped limits: the gate's cost is part of what is measured, for both servers.
     tokio::spawn(serve_tls(
         listener,
         certs,
         router,
         stop_rx,
         Duration::from_secs(1),
+        Limits::default(),
+        Metrics::new(),
     ));
     (url, stop)
 }
@@ -157,6 +162,7 @@ async fn bench() {
         shutdown_delay_seconds: 0,
         drain_seconds: 1,
         log_format: zastava_webhook::LogFormat::Json,
+        limits: Limits::default(),
     };
     let mut app: Arc<App> = zastava_webhook::app(&config, None, None);
     // Decision lines are built as in production (JSON), then discarded instead of written to

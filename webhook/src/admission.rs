@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
-use crate::workload::{Workload, WorkloadError};
+use crate::workload::{Workload, WorkloadError, EPHEMERAL_CONTAINERS_KIND};
 
 /// The audit annotation set when a verification could not complete and a fail-open namespace
 /// admitted the workload anyway (the apiserver prefixes it with the webhook's name).
@@ -174,6 +174,10 @@ struct ObjectBody<'a> {
     /// and its canonical digest out of it.
     #[serde(borrow, default)]
     spec: Option<&'a RawValue>,
+    /// The list an `EphemeralContainers` object (the `pods/ephemeralcontainers` subresource
+    /// of Kubernetes 1.20/1.21) carries instead of a spec.
+    #[serde(borrow, default, rename = "ephemeralContainers")]
+    ephemeral_containers: Option<&'a RawValue>,
 }
 
 impl ObjectBody<'_> {
@@ -182,6 +186,9 @@ impl ObjectBody<'_> {
             Lenient::Object(m) => (m.name.into_string(), m.namespace.into_string()),
             Lenient::Missing | Lenient::Other => (None, None),
         };
+        if self.kind.as_str() == Some(EPHEMERAL_CONTAINERS_KIND) {
+            return Workload::from_ephemeral_containers(name, namespace, self.ephemeral_containers);
+        }
         Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
     }
 }
@@ -419,6 +426,7 @@ struct StatusOut<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::ContainerKind;
     use serde_json::{json, Value};
 
     fn review(request: Value) -> Vec<u8> {
@@ -530,6 +538,115 @@ mod tests {
         let new_image = review(json!({"uid": "u", "operation": "UPDATE",
                                       "object": pod("a:2"), "oldObject": pod("a:1")}));
         assert!(matches!(decode(&new_image).unwrap(), Request::Decide(_)));
+    }
+
+    /// `kubectl debug --image=...`: an UPDATE of the `pods/ephemeralcontainers` subresource.
+    fn ephemeral_review(object: Value, old_object: Value) -> Vec<u8> {
+        review(
+            json!({"uid": "u", "operation": "UPDATE", "namespace": "team",
+            "kind": {"group": "", "version": "v1", "kind": object["kind"]},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "subResource": "ephemeralcontainers",
+            "object": object, "oldObject": old_object}),
+        )
+    }
+
+    #[test]
+    fn ephemeral_containers_of_kubernetes_1_20_are_decided() {
+        // Kubernetes 1.20/1.21: the subresource's object is an `EphemeralContainers`.
+        let list = |images: &[&str]| {
+            let containers: Vec<Value> = images
+                .iter()
+                .enumerate()
+                .map(|(i, image)| {
+                    json!({"name": format!("debugger-{i}"), "image": image,
+                    "imagePullPolicy": "IfNotPresent", "terminationMessagePolicy": "File"})
+                })
+                .collect();
+            json!({"kind": "EphemeralContainers", "apiVersion": "v1",
+                   "metadata": {"name": "p", "namespace": "team"},
+                   "ephemeralContainers": containers})
+        };
+        let body = ephemeral_review(list(&["busybox:1", "evil:1"]), list(&["busybox:1"]));
+        let Request::Decide(r) = decode(&body).unwrap() else {
+            panic!("not decided")
+        };
+        assert_eq!(r.namespace, "team");
+        assert_eq!(r.workload.kind, "EphemeralContainers");
+        assert_eq!(r.workload.name.as_deref(), Some("p"));
+        let images: Vec<_> = r
+            .workload
+            .images()
+            .into_iter()
+            .map(|i| (i.kind, i.container, i.image))
+            .collect();
+        assert_eq!(
+            images,
+            vec![
+                (
+                    ContainerKind::Ephemeral,
+                    "debugger-0".into(),
+                    "busybox:1".into()
+                ),
+                (
+                    ContainerKind::Ephemeral,
+                    "debugger-1".into(),
+                    "evil:1".into()
+                ),
+            ]
+        );
+        assert_eq!(r.workload.distinct_images(), vec!["busybox:1", "evil:1"]);
+        assert!(r.workload.pod_spec_digest.starts_with("sha256:"));
+        // The first one added to a Pod that had none, too.
+        let first = ephemeral_review(list(&["evil:1"]), list(&[]));
+        assert!(matches!(decode(&first).unwrap(), Request::Decide(_)));
+        // The same list again changes no image.
+        let same = ephemeral_review(list(&["evil:1"]), list(&["evil:1"]));
+        assert!(matches!(decode(&same).unwrap(), Request::Skip { .. }));
+        // No list, or a malformed one, is denied rather than admitted unseen.
+        for bad in [
+            json!({"kind": "EphemeralContainers", "metadata": {"name": "p"}}),
+            json!({"kind": "EphemeralContainers", "ephemeralContainers": [{"image": "x:1"}]}),
+        ] {
+            let body = ephemeral_review(bad, list(&[]));
+            assert!(
+                matches!(decode(&body).unwrap(), Request::Reject { .. }),
+                "not rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn ephemeral_containers_of_kubernetes_1_22_are_decided() {
+        // From 1.22: the subresource's object is the Pod, the new container in
+        // `spec.ephemeralContainers`.
+        let pod = |ephemeral: Value| {
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "team"},
+                "spec": {"initContainers": [{"name": "init", "image": "init:1"}],
+                         "containers": [{"name": "c", "image": "app:1"}],
+                         "ephemeralContainers": ephemeral}})
+        };
+        let body = ephemeral_review(
+            pod(json!([{"name": "debugger", "image": "evil:1", "targetContainerName": "c"}])),
+            pod(json!([])),
+        );
+        let Request::Decide(r) = decode(&body).unwrap() else {
+            panic!("not decided")
+        };
+        let images: Vec<_> = r
+            .workload
+            .images()
+            .into_iter()
+            .map(|i| (i.kind, i.image))
+            .collect();
+        assert_eq!(
+            images,
+            vec![
+                (ContainerKind::Init, "init:1".into()),
+                (ContainerKind::App, "app:1".into()),
+                (ContainerKind::Ephemeral, "evil:1".into()),
+            ]
+        );
     }
 
     #[test]

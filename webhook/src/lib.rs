@@ -15,6 +15,7 @@ pub mod policies;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod transport;
 pub mod workload;
 
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ pub struct ServeConfig {
     /// decision is one line with the contract as a nested object.
     #[arg(long, env = "ZASTAVA_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub limits: transport::Limits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -201,12 +204,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
             error,
         })?;
     tracing::info!(addr = %config.addr, http = %config.http_addr, "serving admission reviews");
-    server::serve_tls(
+    transport::serve_tls(
         listener,
         app.certs.clone(),
         server::admission_router(app.clone()),
         stop_rx,
         Duration::from_secs(config.drain_seconds),
+        config.limits.clone(),
+        app.metrics.clone(),
     )
     .await;
     match probe_server.await {

@@ -31,6 +31,11 @@ pub struct Metrics {
     pub policies: IntGauge,
     /// Certificate reloads from the TLS Secret, by result.
     pub tls_reloads: IntCounterVec,
+    /// `zastava_admission_rejected_total{reason}`: requests and connections refused by a limit
+    /// of the admission port (see [`crate::transport::reason`]).
+    pub admission_rejected: IntCounterVec,
+    /// Connections open on the admission port.
+    pub connections: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -120,6 +125,19 @@ impl Metrics {
             "Serving certificate loads from the TLS Secret, by result",
             &["result"],
         );
+        let admission_rejected = counter_vec(
+            "zastava_admission_rejected_total",
+            "Admission requests and connections refused by a limit of the admission port, by reason",
+            &["reason"],
+        );
+        let connections = IntGauge::new(
+            "zastava_webhook_connections",
+            "Connections open on the admission port",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(connections.clone()))
+            .expect("unique");
         Self {
             registry,
             allowed: decisions.with_label_values(&["Allow"]),
@@ -136,6 +154,8 @@ impl Metrics {
             decision_latency,
             policies,
             tls_reloads,
+            admission_rejected,
+            connections,
         }
     }
 

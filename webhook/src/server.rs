@@ -1,12 +1,13 @@
 //! The admission server: decodes the review, gathers what the registry says about each image
 //! (through the caches), lets [`evaluate`](crate::evaluate::evaluate) decide, and answers.
+//! [`crate::transport`] serves it, within its limits.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -14,16 +15,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use oci_client::secrets::RegistryAuth;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use zastava_crds::contracts::Decision;
 use zastava_crds::image::ImageReference;
 
@@ -450,57 +446,4 @@ pub fn probe_router(app: Arc<App>) -> Router {
             }),
         )
         .with_state(app)
-}
-
-/// Serves `router` over TLS (1.2 and 1.3, certificate from `certs`) until `stop` turns true,
-/// then lets open connections finish their requests (up to `drain`).
-pub async fn serve_tls(
-    listener: TcpListener,
-    certs: Arc<CertStore>,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-    drain: Duration,
-) {
-    let acceptor = TlsAcceptor::from(Arc::new(certs.server_config()));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            // The guard `wait_for` returns is not Send; drop it inside.
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after {drain:?}; closing them");
-    }
 }

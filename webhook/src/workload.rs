@@ -43,7 +43,7 @@ pub struct SecretName {
 pub enum WorkloadError {
     #[error("object has no `kind`")]
     NoKind,
-    #[error("kind `{0}` is not a Pod or a workload with a pod template (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob)")]
+    #[error("kind `{0}` is not a Pod, a workload with a pod template (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob) or EphemeralContainers")]
     UnsupportedKind(String),
     #[error("{kind} has no pod spec at `{path}`")]
     NoPodSpec { kind: String, path: &'static str },
@@ -51,7 +51,14 @@ pub enum WorkloadError {
     Malformed { kind: String, error: String },
     #[error("{0} has no containers")]
     NoContainers(String),
+    #[error("EphemeralContainers has no list at `ephemeralContainers`")]
+    NoEphemeralContainers,
 }
+
+/// The kind of the object of a `pods/ephemeralcontainers` review on Kubernetes 1.20 and 1.21:
+/// the Pod's `ephemeralContainers` list with the Pod's metadata. From 1.22 the subresource's
+/// object is the Pod itself, its new containers in `spec.ephemeralContainers`.
+pub const EPHEMERAL_CONTAINERS_KIND: &str = "EphemeralContainers";
 
 /// Which list of the pod spec a container is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,10 +103,53 @@ impl Workload {
             text("/metadata/namespace"),
         );
         // Writing out a `Value` cannot fail: its keys are strings.
-        let spec = object
-            .get("spec")
-            .and_then(|spec| serde_json::value::to_raw_value(spec).ok());
-        Self::from_parts(kind.as_deref(), name, namespace, spec.as_deref())
+        let raw = |member: &str| {
+            object
+                .get(member)
+                .and_then(|value| serde_json::value::to_raw_value(value).ok())
+        };
+        if kind.as_deref() == Some(EPHEMERAL_CONTAINERS_KIND) {
+            let list = raw("ephemeralContainers");
+            return Self::from_ephemeral_containers(name, namespace, list.as_deref());
+        }
+        Self::from_parts(kind.as_deref(), name, namespace, raw("spec").as_deref())
+    }
+
+    /// The object of a `pods/ephemeralcontainers` review of Kubernetes 1.20/1.21 (kind
+    /// [`EPHEMERAL_CONTAINERS_KIND`]): its `ephemeralContainers` list, as JSON text, decided
+    /// as the ephemeral containers of a pod spec that has no others. The decision's
+    /// `podSpecDigest` is that of `{"ephemeralContainers": [...]}`.
+    pub fn from_ephemeral_containers(
+        name: Option<String>,
+        namespace: Option<String>,
+        list: Option<&RawValue>,
+    ) -> Result<Self, WorkloadError> {
+        let kind = EPHEMERAL_CONTAINERS_KIND;
+        let list = list
+            .filter(|l| l.get().starts_with('['))
+            .ok_or(WorkloadError::NoEphemeralContainers)?;
+        let malformed = |error: serde_json::Error| WorkloadError::Malformed {
+            kind: kind.to_string(),
+            error: error.to_string(),
+        };
+        let containers: Vec<Container> = serde_json::from_str(list.get()).map_err(malformed)?;
+        let as_spec = format!("{{\"ephemeralContainers\":{}}}", list.get());
+        let mut workload = Self {
+            kind: kind.to_string(),
+            name,
+            namespace,
+            spec: PodSpec {
+                ephemeral_containers: Some(containers),
+                ..PodSpec::default()
+            },
+            pod_spec_digest: canonical_json_digest(&as_spec).map_err(malformed)?,
+            references: BTreeMap::new(),
+        };
+        workload.references = workload
+            .image_names()
+            .map(|image| (image.to_string(), ImageReference::parse(image)))
+            .collect();
+        Ok(workload)
     }
 
     /// The same as [`Workload::from_object`], from the parts of the object it reads: its
@@ -295,6 +345,44 @@ mod tests {
             Workload::from_object(cron).unwrap().images()[0].image,
             "c:1"
         );
+    }
+
+    #[test]
+    fn an_ephemeral_containers_object_yields_its_containers_as_ephemeral() {
+        // The object of a `pods/ephemeralcontainers` review on Kubernetes 1.20/1.21 (and what
+        // `check` reads from such a review).
+        let object = json!({"kind": "EphemeralContainers", "apiVersion": "v1",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "ephemeralContainers": [{"name": "debugger", "image": "debug:1"}]});
+        let w = Workload::from_object(object).unwrap();
+        assert_eq!(
+            (w.kind.as_str(), w.name.as_deref()),
+            ("EphemeralContainers", Some("p"))
+        );
+        assert_eq!(
+            w.images(),
+            vec![ContainerImage {
+                kind: ContainerKind::Ephemeral,
+                container: "debugger".into(),
+                image: "debug:1".into(),
+            }]
+        );
+        assert_eq!(
+            w.pod_spec_digest,
+            canonical_json_digest(
+                r#"{"ephemeralContainers":[{"name":"debugger","image":"debug:1"}]}"#
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            Workload::from_object(json!({"kind": "EphemeralContainers"})),
+            Err(WorkloadError::NoEphemeralContainers)
+        );
+        assert!(matches!(
+            Workload::from_object(json!({"kind": "EphemeralContainers",
+                                         "ephemeralContainers": [{"name": "d", "image": 7}]})),
+            Err(WorkloadError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::policies::PolicySet;
-use zastava_webhook::server::{admission_router, serve_tls, App, MAX_BODY_BYTES};
+use zastava_webhook::server::{admission_router, App, MAX_BODY_BYTES};
 use zastava_webhook::tls::certified_key;
+use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::ServeConfig;
 
 struct Served {
@@ -33,6 +34,10 @@ fn issue(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> (String, String) {
 }
 
 async fn serve() -> Served {
+    serve_with(Limits::default(), 500).await
+}
+
+async fn serve_with(limits: Limits, registry_timeout_ms: u64) -> Served {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ServeConfig {
         namespace: "zastava-system".into(),
@@ -40,12 +45,13 @@ async fn serve() -> Served {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
         insecure_registries: vec![],
-        registry_timeout_ms: 500,
+        registry_timeout_ms,
         cache_capacity: 100,
         shutdown_delay_seconds: 0,
         drain_seconds: 5,
         // Decisions through tracing: a test's stdout is the harness's.
         log_format: zastava_webhook::LogFormat::Text,
+        limits,
     };
     let app = zastava_webhook::app(&config, None, None);
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -67,6 +73,8 @@ async fn serve() -> Served {
         admission_router(app.clone()),
         stop_rx,
         Duration::from_secs(5),
+        config.limits.clone(),
+        app.metrics.clone(),
     ));
     Served {
         app,
@@ -239,4 +247,237 @@ async fn a_certificate_swap_fails_no_request() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let _ = served.stop.send(true);
+}
+
+/// A TLS connection to the server, as a raw stream (to send what a client library would not).
+async fn tls_stream(served: &Served) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(served.ca.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let address = served.url.trim_start_matches("https://");
+    let address = address.split('/').next().unwrap().to_string();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+fn rejected(app: &App, reason: &str) -> u64 {
+    app.metrics
+        .admission_rejected
+        .with_label_values(&[reason])
+        .get()
+}
+
+/// A client that sends its headers a byte at a time is cut off at the header read timeout
+/// (it was 30 s, fixed); one that sends headers but not the body is answered 408 at the body
+/// read timeout (there was none: it held its connection and task for as long as it liked).
+#[tokio::test]
+async fn slow_headers_and_bodies_are_cut_off_at_their_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        header_read_timeout_ms: 300,
+        body_read_timeout_ms: 300,
+        ..Limits::default()
+    };
+    let served = serve_with(limits, 500).await;
+
+    let mut slow = tls_stream(&served).await;
+    let started = std::time::Instant::now();
+    // Valid so far however far it gets: a header value that never ends.
+    let mut request = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".to_vec();
+    request.extend([b'a'; 200]);
+    let mut cut_off = false;
+    for byte in &request {
+        if slow.write_all(&[*byte]).await.is_err() || slow.flush().await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut buf = [0u8; 256];
+        if let Ok(read) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+        {
+            // An answer (408 from hyper) or the end of the stream: either way, cut off.
+            let _ = read;
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(
+        cut_off,
+        "a client sending a byte every 20 ms was never cut off"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut no_body = tls_stream(&served).await;
+    no_body
+        .write_all(
+            b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n{\"apiVersion\":",
+        )
+        .await
+        .unwrap();
+    no_body.flush().await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), no_body.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "no answer within 3 s to a body that never arrives"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("request body not received within"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(rejected(&served.app, "body_timeout"), 1);
+
+    // A well-behaved client is served as before.
+    let r = http(&served.ca)
+        .post(&served.url)
+        .json(&review(pod("busybox:1.36")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = served.stop.send(true);
+}
+
+/// Past the cap on decisions under way, a review is answered 429 at once with a clear message
+/// (and counted), rather than queued behind decisions that wait on a registry.
+#[tokio::test]
+async fn past_the_decision_cap_a_review_is_answered_429_at_once() {
+    // A registry that accepts connections and never answers: each decision waits on it.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = silent.local_addr().unwrap().to_string();
+    let limits = Limits {
+        max_concurrent_decisions: 2,
+        ..Limits::default()
+    };
+    let served = serve_with(limits, 3_000).await;
+    install(
+        &served.app,
+        json!({"verify": {"sbomReferrer": {"required": true}}}),
+    );
+    let client = http(&served.ca);
+    let image = format!("{registry}/app:1");
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let request = client.post(&served.url).json(&review(pod(&image)));
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    let r = client
+        .post(&served.url)
+        .json(&review(pod(&image)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        "zastava: 2 admission decisions are under way, the most this replica takes at once; \
+         retry\n"
+    );
+    assert_eq!(rejected(&served.app, "decisions"), 1);
+    let metrics = served.app.metrics.render();
+    assert!(
+        metrics.contains("zastava_admission_rejected_total{reason=\"decisions\"} 1"),
+        "{metrics}"
+    );
+    // The decisions under way end (denied: the registry timed out) and free their slots.
+    for w in waiting {
+        assert_eq!(w.await.unwrap().unwrap(), 200);
+    }
+    let r = client
+        .post(&served.url)
+        .json(&review(pod("busybox:1.36")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(silent);
+    let _ = served.stop.send(true);
+}
+
+/// The exemption labels are the webhook configuration's business (which namespaces the
+/// apiserver calls the webhook for); a decision never reads them. A namespace a tenant
+/// labelled `ignore` and `fail-open` is still decided, and fails closed unless a policy lists
+/// it in `failOpenNamespaces`.
+#[tokio::test]
+async fn exemption_labels_on_a_namespace_change_no_decision() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PartialObjectMeta;
+    use kube::runtime::{reflector, watcher};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (store, mut writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let namespace: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": "team", "labels": {
+            "zastava.stellaops.io/ignore": "true", "zastava.stellaops.io/fail-open": "true"}},
+    }))
+    .unwrap();
+    writer.apply_watcher_event(&watcher::Event::Apply(namespace));
+    let config = ServeConfig {
+        namespace: "zastava-system".into(),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        tls_secret: "unused".into(),
+        insecure_registries: vec![],
+        registry_timeout_ms: 500,
+        cache_capacity: 100,
+        shutdown_delay_seconds: 0,
+        drain_seconds: 5,
+        log_format: zastava_webhook::LogFormat::Text,
+        limits: Limits::default(),
+    };
+    let app = zastava_webhook::app(&config, None, Some(store));
+    let decide = |image: &str| {
+        let body = serde_json::to_vec(&review(pod(image))).unwrap();
+        let app = app.clone();
+        async move {
+            let (status, text) = app.handle(&body).await;
+            assert_eq!(status, 200);
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    install(
+        &app,
+        json!({"images": {"bannedTags": ["latest"]},
+                         "verify": {"sbomReferrer": {"required": true}}}),
+    );
+    let r = decide("busybox").await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    // An unreachable registry fails closed: the label grants no fail-open.
+    let r = decide("127.0.0.1:9/app:1").await;
+    assert_eq!(r["response"]["allowed"], false, "{r}");
+    assert!(r["response"]["auditAnnotations"]
+        .get("zastava.stellaops.io/fail-open")
+        .is_none());
+    // Listed in failOpenNamespaces, it fails open.
+    install(
+        &app,
+        json!({"failOpenNamespaces": ["team"],
+                         "verify": {"sbomReferrer": {"required": true}}}),
+    );
+    let r = decide("127.0.0.1:9/app:1").await;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
 }

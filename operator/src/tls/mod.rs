@@ -46,6 +46,8 @@ use zastava_shell::events::EventPublisher;
 pub const TLS_FIELD_MANAGER: &str = "zastava-operator-tls";
 /// Field manager of the labels the operator puts on namespaces.
 pub const NAMESPACE_FIELD_MANAGER: &str = "zastava-operator-namespaces";
+/// The reason of the Event on a namespace whose exemption label the operator removed.
+pub const EXEMPTION_REMOVED: &str = "ExemptionLabelRemoved";
 /// The key of the CA Secret holding the previous CA while a rotation is under way.
 pub const PREVIOUS_CA_KEY: &str = "previous.crt";
 
@@ -300,8 +302,12 @@ async fn reconcile(ctx: &Context) -> Result<StdDuration, Error> {
 }
 
 /// Puts the operator's labels on `kube-system`, Zastava's namespace and the fail-open ones,
-/// and takes them off namespaces no longer listed (server-side apply drops the labels its
-/// field manager no longer applies). Namespaces that do not exist are not created.
+/// and takes them off every other namespace: off those no longer listed (server-side apply
+/// drops the labels its field manager no longer applies) and off those someone else labelled
+/// (a JSON merge patch: apply never removes another manager's labels), with an Event on the
+/// namespace and `zastava_operator_exemption_labels_removed_total`. The namespace watch
+/// ([`triggers`]) brings the pass forward, so a label set by hand lasts about a second.
+/// Namespaces that do not exist are not created.
 async fn label_namespaces(
     ctx: &Context,
     fail_open: &std::collections::BTreeSet<String>,
@@ -311,9 +317,50 @@ async fn label_namespaces(
     for namespace in &namespaces.items {
         let name = namespace.name_any();
         let want = webhook_config::namespace_labels(&name, &ctx.namespace, fail_open);
-        let have = webhook_config::managed_labels(namespace.labels());
+        let mut have = webhook_config::managed_labels(namespace.labels());
         if want == have {
             continue;
+        }
+        let mut resource_version = namespace.resource_version();
+        let ungranted = webhook_config::ungranted_labels(&have, &want);
+        if !ungranted.is_empty() {
+            let patch = webhook_config::removal_patch(resource_version.as_deref(), &ungranted);
+            let patched = api
+                .patch_metadata(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            resource_version = patched.resource_version();
+            for label in &ungranted {
+                let value = have.remove(label).unwrap_or_default();
+                ctx.metrics
+                    .exemption_labels_removed
+                    .with_label_values(&[label])
+                    .inc();
+                tracing::warn!(namespace = %name, %label, %value, "removed an exemption label Zastava had not granted");
+                let regarding = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Namespace".into()),
+                    name: Some(name.clone()),
+                    uid: namespace.uid(),
+                    ..Default::default()
+                };
+                let note = webhook_config::removal_note(label, &value);
+                if let Err(e) = ctx
+                    .events
+                    .publish(
+                        regarding,
+                        true,
+                        EXEMPTION_REMOVED,
+                        "ProtectExemptions",
+                        &note,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, namespace = %name, "could not record Event");
+                }
+            }
+            if want == have {
+                continue;
+            }
         }
         // The resourceVersion makes the apply conditional: a namespace deleted since the list
         // is a conflict, never re-created by the apply.
@@ -322,7 +369,7 @@ async fn label_namespaces(
             "kind": "Namespace",
             "metadata": {
                 "name": name,
-                "resourceVersion": namespace.resource_version(),
+                "resourceVersion": resource_version,
                 "labels": want,
             },
         });
