@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 
 use crate::destination::{classify, host_class, AddressClass, Origin, Refusal};
 use crate::limits::{MAX_ERROR_BODY_BYTES, MAX_REDIRECTS, MAX_TOKEN_BYTES};
@@ -140,6 +140,44 @@ impl Endpoint {
         cap: usize,
         what: &'static str,
     ) -> Result<Vec<u8>, FetchError> {
+        let response = self
+            .request(Method::GET, repository, path, accept, what)
+            .await?;
+        read_capped(response, cap, what).await
+    }
+
+    /// The `Docker-Content-Digest` a `HEAD /v2/<path>` answers with, if it gives one: a tag's
+    /// digest without downloading (or, on Docker Hub, counting a pull of) the manifest.
+    pub async fn head_digest(
+        &self,
+        repository: &str,
+        path: &str,
+        accept: &[&str],
+    ) -> Result<Option<String>, FetchError> {
+        let response = self
+            .request(Method::HEAD, repository, path, accept, "manifest")
+            .await?;
+        Ok(response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| {
+                d.strip_prefix("sha256:").is_some_and(|hex| {
+                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+            })
+            .map(String::from))
+    }
+
+    /// Sends `method` to `/v2/<path>`, answering one challenge; the successful response.
+    async fn request(
+        &self,
+        method: Method,
+        repository: &str,
+        path: &str,
+        accept: &[&str],
+        what: &'static str,
+    ) -> Result<reqwest::Response, FetchError> {
         let url = self
             .base
             .join(&format!("v2/{repository}/{path}"))
@@ -147,10 +185,12 @@ impl Endpoint {
         let scope = format!("repository:{repository}:pull");
         let mut authorization = self.authorization(&scope);
         for attempt in 0..2 {
-            let response = self.follow(&url, accept, authorization.as_ref()).await?;
+            let response = self
+                .follow(&method, &url, accept, authorization.as_ref())
+                .await?;
             let status = response.status();
             if status.is_success() {
-                return read_capped(response, cap, what).await;
+                return Ok(response);
             }
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
@@ -184,13 +224,14 @@ impl Endpoint {
     /// go only to the registry's own host.
     async fn follow(
         &self,
+        method: &Method,
         start: &Url,
         accept: &[&str],
         authorization: Option<&HeaderValue>,
     ) -> Result<reqwest::Response, FetchError> {
         let mut url = start.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let mut request = self.http.get(url.clone());
+            let mut request = self.http.request(method.clone(), url.clone());
             if !accept.is_empty() {
                 request = request.header(ACCEPT, accept.join(", "));
             }

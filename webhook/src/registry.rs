@@ -243,6 +243,26 @@ impl Registry {
         }
         let tag = image.tag.clone().unwrap_or_else(|| "latest".to_string());
         let endpoint = self.endpoint(&image.registry, auth).await?;
+        let head = self
+            .timed("resolve", &image.registry, async {
+                endpoint
+                    .head_digest(
+                        &image.repository,
+                        &format!("manifests/{tag}"),
+                        &MANIFEST_TYPES,
+                    )
+                    .await
+                    // A registry that does not answer HEAD (405 ...) is asked with GET.
+                    .or_else(|e| match e {
+                        FetchError::Status(_) => Ok(None),
+                        e => Err(e),
+                    })
+            })
+            .await?;
+        if let Some(digest) = head {
+            return Ok(digest);
+        }
+        // No digest in the answer to HEAD: the manifest itself, hashed.
         let bytes = self
             .timed("resolve", &image.registry, async {
                 endpoint
