@@ -432,6 +432,12 @@ class Toggles(unittest.TestCase):
             for c in pod["containers"]:
                 self.assertRegex(c["image"], r"^reg\.test/zastava/[a-z]+@sha256:[0-9a-f]{64}$")
 
+    def test_the_decision_deadline_is_one_second_inside_the_webhook_timeout(self):
+        for timeout, deadline in ((5, "4000"), (10, "9000")):
+            args = container(render({"webhook": {"timeoutSeconds": timeout}}),
+                             "Deployment", "zastava-webhook")["args"]
+            self.assertIn(f"--decision-deadline-ms={deadline}", args)
+
     def test_insecure_registries_and_backend_reach_webhook_and_observer(self):
         objects = render({"registries": {"insecure": ["10.0.0.1:5000", "reg.test:80"]},
                           "observer": {"backendUrl": "https://scanner.test",

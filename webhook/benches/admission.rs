@@ -158,6 +158,8 @@ async fn bench() {
         tls_secret: "unused".into(),
         insecure_registries: vec![env("ZASTAVA_REGISTRY")],
         registry_timeout_ms: 5000,
+        decision_deadline_ms: 4000,
+        registry_allow_internal_targets: false,
         cache_capacity: 10_000,
         shutdown_delay_seconds: 0,
         drain_seconds: 1,

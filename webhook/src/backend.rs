@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use zastava_crds::posture::Verdict;
 
 use crate::cache::{Lifetime, TtlCache};
+use crate::distribution::read_capped;
+use crate::limits::{DEADLINE_REASON, MAX_BACKEND_BODY_BYTES};
 use crate::metrics::Metrics;
 
 /// The backend's answers by (backend URL, image); an error names why there is none.
@@ -44,6 +46,7 @@ impl Backend {
         namespace: &str,
         labels: &BTreeMap<String, String>,
         images: &[String],
+        deadline: Option<tokio::time::Instant>,
     ) -> Answers {
         let calls = backends.iter().flat_map(|(url, timeout)| {
             images.iter().map(move |image| async move {
@@ -61,17 +64,25 @@ impl Backend {
                         .remove(image)
                         .ok_or_else(|| format!("backend {url} gave no verdict for {image}"))
                 };
-                let result = match &self.cache {
-                    Some(cache) => cache
-                        .get_or_load(
-                            (url.clone(), image.clone()),
-                            |r| Lifetime::negative_if(r.policy_verdict != Verdict::Pass),
-                            load,
-                        )
+                let asked = async {
+                    match &self.cache {
+                        Some(cache) => cache
+                            .get_or_load(
+                                (url.clone(), image.clone()),
+                                |r| Lifetime::negative_if(r.policy_verdict != Verdict::Pass),
+                                load,
+                            )
+                            .await
+                            .map(|cached| cached.value)
+                            .map_err(|e| e.as_ref().clone()),
+                        None => load().await,
+                    }
+                };
+                let result = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, asked)
                         .await
-                        .map(|cached| cached.value)
-                        .map_err(|e| e.as_ref().clone()),
-                    None => load().await,
+                        .unwrap_or_else(|_| Err(DEADLINE_REASON.to_string())),
+                    None => asked.await,
                 };
                 ((url.clone(), image.clone()), result)
             })
@@ -143,9 +154,15 @@ pub async fn policy(
             .observe(started.elapsed().as_secs_f64() * 1000.0);
         let transient = match sent {
             Ok(response) if response.status().is_success() => {
-                return response.json::<PolicyResponse>().await.map_err(|e| {
+                let body = read_capped(response, MAX_BACKEND_BODY_BYTES, "backend answer").await;
+                let answer = body.map_err(|e| e.to_string()).and_then(|body| {
+                    serde_json::from_slice::<PolicyResponse>(&body).map_err(|e| e.to_string())
+                });
+                return answer.map_err(|detail| {
                     metrics.backend_failures.inc();
-                    format!("backend {url}: unusable answer: {e}")
+                    // The detail may quote the answer: logged, never shown.
+                    tracing::warn!(%url, %detail, "unusable backend answer");
+                    format!("backend {url}: unusable answer")
                 });
             }
             Ok(response) => {

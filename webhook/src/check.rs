@@ -10,7 +10,7 @@ use serde_json::Value;
 use zastava_crds::ZastavaPolicy;
 
 use crate::backend::{Answers, Backend};
-use crate::evaluate::{evaluate, governing, Evaluation, Governing};
+use crate::evaluate::{denied_before_lookup, evaluate, governing, Evaluation, Governing};
 use crate::metrics::Metrics;
 use crate::policies::{Evidence, Lookups, PolicySet};
 use crate::registry::Registry;
@@ -120,6 +120,10 @@ pub async fn check(
     if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
         for (image, parsed) in &subject.workload.references {
             if let Ok(reference) = parsed {
+                // A registry-independent gate denies it: never contacted.
+                if denied_before_lookup(&applying, reference) {
+                    continue;
+                }
                 let found = registry.lookup(reference, &RegistryAuth::Anonymous).await;
                 lookups.insert(image.clone(), found.map(Arc::new));
             }
@@ -134,6 +138,7 @@ pub async fn check(
                     namespace,
                     labels,
                     &subject.workload.distinct_images(),
+                    None,
                 )
                 .await
         }

@@ -257,6 +257,19 @@ pub fn evaluate(
     }
 }
 
+/// Whether a registry-independent gate (`deniedRegistries`, `allowedRegistries`,
+/// `bannedTags`, `requireDigest`) of an `Enforce` policy among `policies` denies `image`:
+/// known before any registry call, so such an image is never fetched.
+pub fn denied_before_lookup(policies: &[Governing<'_>], image: &ImageReference) -> bool {
+    let unknown = ImageFacts::not_checked();
+    policies.iter().any(|policy| {
+        policy.spec.mode == PolicyMode::Enforce
+            && gates(policy, image, &unknown)
+                .iter()
+                .any(|f| matches!(f, Finding::Violation(_)))
+    })
+}
+
 /// The policies among `all` that govern `namespace`.
 pub fn governing<'a>(
     all: &[Governing<'a>],

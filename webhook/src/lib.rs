@@ -9,7 +9,10 @@ pub mod backend;
 pub mod cache;
 pub mod check;
 pub mod decision_log;
+pub mod destination;
+pub mod distribution;
 pub mod evaluate;
+pub mod limits;
 pub mod metrics;
 pub mod policies;
 pub mod registry;
@@ -80,6 +83,16 @@ pub struct ServeConfig {
     /// Timeout of each registry call, in milliseconds.
     #[arg(long, env = "ZASTAVA_REGISTRY_TIMEOUT_MS", default_value_t = 3000)]
     pub registry_timeout_ms: u64,
+    /// Milliseconds after a review arrives by which every registry and backend call of its
+    /// decision must have answered; then Zastava decides with the namespace's fail mode.
+    /// Keep it below the webhook configuration's timeoutSeconds (the chart sets it to
+    /// timeoutSeconds less 1 s), so the apiserver's failurePolicy never decides instead.
+    #[arg(long, env = "ZASTAVA_DECISION_DEADLINE_MS", default_value_t = limits::DEFAULT_DECISION_DEADLINE.as_millis() as u64)]
+    pub decision_deadline_ms: u64,
+    /// Let registry redirects and token realms lead to loopback, link-local and private
+    /// addresses even when the registry itself is not on such a network.
+    #[arg(long, env = "ZASTAVA_REGISTRY_ALLOW_INTERNAL_TARGETS")]
+    pub registry_allow_internal_targets: bool,
     /// Image digests (and tag resolutions) kept in the verdict cache.
     #[arg(long, env = "ZASTAVA_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: u64,
@@ -123,7 +136,8 @@ pub fn app(
             config.insecure_registries.clone(),
             Duration::from_millis(config.registry_timeout_ms),
             metrics.clone(),
-        ),
+        )
+        .allow_internal_targets(config.registry_allow_internal_targets),
         by_tag: TtlCache::new(config.cache_capacity, ttls.clone()),
         facts: TtlCache::new(config.cache_capacity, ttls.clone()),
         backend: Backend::new(
@@ -142,6 +156,7 @@ pub fn app(
             LogFormat::Json => DecisionLog::Json(Arc::new(std::io::stdout())),
             LogFormat::Text => DecisionLog::Tracing,
         },
+        decision_deadline: Duration::from_millis(config.decision_deadline_ms),
     })
 }
 

@@ -13,16 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sigstore::crypto::{CosignVerificationKey, Signature};
 use zastava_crds::image::ImageReference;
 
+use crate::distribution::{Endpoint, FetchError};
+use crate::limits::{
+    MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES, MAX_REFERRERS, MAX_SBOM_BYTES, MAX_SIGNATURE_LAYERS,
+};
 use crate::metrics::Metrics;
 
 pub const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -47,13 +48,6 @@ const MANIFEST_TYPES: [&str; 4] = [
 ];
 /// What OCI 1.1 artifacts without a config of their own carry as config media type.
 const EMPTY_ARTIFACT: &str = "application/vnd.oci.empty.v1+json";
-/// Signature payloads are small JSON documents; anything larger is not one.
-const MAX_PAYLOAD_BYTES: i64 = 64 * 1024;
-/// Referrers looked at per image: bounds the work an image with thousands of referrers costs.
-const MAX_REFERRERS: usize = 32;
-/// SBOM documents read (CycloneDX JSON of a large image is a few MB).
-pub const MAX_SBOM_BYTES: i64 = 32 * 1024 * 1024;
-
 /// The registry could not answer (unreachable, timeout, 5xx, 429, refused credentials, or
 /// the image is unknown to it). Never cached.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -182,102 +176,63 @@ pub fn docker_config_auth(config_json: &[u8], registry: &str) -> Option<Registry
     Some(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
 
-/// Talks to registries. One `oci_client::Client` per registry and credential, reused across
-/// requests so connections and bearer tokens are kept.
+/// Talks to registries. One [`Endpoint`] per registry and credential, reused across requests
+/// so connections and bearer tokens are kept.
 pub struct Registry {
     insecure: Vec<String>,
+    allow_internal: bool,
     timeout: Duration,
-    clients: Mutex<HashMap<(String, u64), Arc<Client>>>,
-    /// Registries that answered `GET /v2/` without asking for credentials.
-    open: Mutex<HashMap<String, bool>>,
-    http: reqwest::Client,
+    endpoints: tokio::sync::Mutex<HashMap<(String, u64), Arc<Endpoint>>>,
     metrics: Metrics,
 }
 
 impl Registry {
-    /// `insecure` lists the registries (`host:port`) spoken to over plain HTTP.
+    /// `insecure` lists the registries (`host:port`) spoken to over plain HTTP; no other
+    /// registry is, and no redirect or realm leads from HTTPS to HTTP. `timeout` bounds each
+    /// registry operation (the decision's deadline bounds them all together).
     pub fn new(insecure: Vec<String>, timeout: Duration, metrics: Metrics) -> Self {
         Self {
             insecure,
+            allow_internal: false,
             timeout,
-            clients: Mutex::new(HashMap::new()),
-            open: Mutex::new(HashMap::new()),
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+            endpoints: tokio::sync::Mutex::new(HashMap::new()),
             metrics,
         }
     }
 
-    /// The credentials to present to `registry`. oci-client asks `GET /v2/` for a challenge
-    /// before every anonymous call it has no token for, and a registry that needs no
-    /// credentials never gives one, so every call there costs two round trips. Such a
-    /// registry, asked once here, is spoken to with an empty bearer token instead, which
-    /// oci-client sends without asking and the registry ignores. Registries that challenge
-    /// (every public one) keep the anonymous token flow, whose tokens oci-client caches.
-    async fn effective_auth(&self, registry: &str, auth: &RegistryAuth) -> RegistryAuth {
-        if *auth != RegistryAuth::Anonymous {
-            return auth.clone();
-        }
-        let known = self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(registry)
-            .copied();
-        let open = match known {
-            Some(open) => open,
-            None => {
-                let scheme = if self.insecure.iter().any(|r| r == registry) {
-                    "http"
-                } else {
-                    "https"
-                };
-                let host = if registry == "docker.io" {
-                    "index.docker.io"
-                } else {
-                    registry
-                };
-                let open = match self.http.get(format!("{scheme}://{host}/v2/")).send().await {
-                    Ok(r) => {
-                        r.status().is_success()
-                            && !r.headers().contains_key(reqwest::header::WWW_AUTHENTICATE)
-                    }
-                    // Unreachable now: decide next time; the call itself will report it.
-                    Err(_) => return auth.clone(),
-                };
-                self.open
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(registry.to_string(), open);
-                open
-            }
-        };
-        if open {
-            RegistryAuth::Bearer(String::new())
-        } else {
-            auth.clone()
-        }
+    /// Lets redirects and token realms lead to loopback, link-local and private addresses
+    /// whatever network the registry is on (`--registry-allow-internal-targets`).
+    pub fn allow_internal_targets(mut self, allow: bool) -> Self {
+        self.allow_internal = allow;
+        self
     }
 
-    fn client(&self, registry: &str, auth: &RegistryAuth) -> Arc<Client> {
+    async fn endpoint(
+        &self,
+        registry: &str,
+        auth: &RegistryAuth,
+    ) -> Result<Arc<Endpoint>, Unavailable> {
         let key = (registry.to_string(), auth_fingerprint(auth));
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(Client::new(ClientConfig {
-                    protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
-                    connect_timeout: Some(self.timeout),
-                    read_timeout: Some(self.timeout),
-                    ..ClientConfig::default()
-                }))
-            })
-            .clone()
+        let mut endpoints = self.endpoints.lock().await;
+        if let Some(endpoint) = endpoints.get(&key) {
+            return Ok(endpoint.clone());
+        }
+        let insecure = self.insecure.iter().any(|r| r == registry);
+        let endpoint = Endpoint::new(
+            registry,
+            insecure,
+            self.allow_internal,
+            self.timeout,
+            auth.clone(),
+        )
+        .await
+        .map_err(|e| self.unavailable(registry, "connect", e))?;
+        let endpoint = Arc::new(endpoint);
+        endpoints.insert(key, endpoint.clone());
+        Ok(endpoint)
     }
 
-    /// The digest `image` (by tag) points to.
+    /// The digest `image` (by tag) points to: the sha256 of the manifest the tag names.
     pub async fn resolve(
         &self,
         image: &ImageReference,
@@ -286,17 +241,42 @@ impl Registry {
         if let Some(digest) = &image.digest {
             return Ok(digest.clone());
         }
-        let reference = Reference::with_tag(
-            image.registry.clone(),
-            image.repository.clone(),
-            image.tag.clone().unwrap_or_else(|| "latest".to_string()),
-        );
-        let auth = &self.effective_auth(&image.registry, auth).await;
-        let client = self.client(&image.registry, auth);
-        self.timed("resolve", &image.registry, async {
-            client.fetch_manifest_digest(&reference, auth).await
-        })
-        .await
+        let tag = image.tag.clone().unwrap_or_else(|| "latest".to_string());
+        let endpoint = self.endpoint(&image.registry, auth).await?;
+        let head = self
+            .timed("resolve", &image.registry, async {
+                endpoint
+                    .head_digest(
+                        &image.repository,
+                        &format!("manifests/{tag}"),
+                        &MANIFEST_TYPES,
+                    )
+                    .await
+                    // A registry that does not answer HEAD (405 ...) is asked with GET.
+                    .or_else(|e| match e {
+                        FetchError::Status(_) => Ok(None),
+                        e => Err(e),
+                    })
+            })
+            .await?;
+        if let Some(digest) = head {
+            return Ok(digest);
+        }
+        // No digest in the answer to HEAD: the manifest itself, hashed.
+        let bytes = self
+            .timed("resolve", &image.registry, async {
+                endpoint
+                    .get(
+                        &image.repository,
+                        &format!("manifests/{tag}"),
+                        &MANIFEST_TYPES,
+                        MAX_MANIFEST_BYTES,
+                        "manifest",
+                    )
+                    .await
+            })
+            .await?;
+        Ok(sha256_digest(&bytes))
     }
 
     /// Resolves `image` and fetches everything known about its digest, without caching (the
@@ -319,31 +299,28 @@ impl Registry {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<RegistryFacts, Unavailable> {
-        let auth = &self.effective_auth(registry, auth).await;
-        let client = self.client(registry, auth);
-        let at = |tag_or_digest: String| reference_at(registry, repository, tag_or_digest);
-        let subject = at(digest.to_string());
+        let at = Repo {
+            endpoint: self.endpoint(registry, auth).await?,
+            registry,
+            repository,
+        };
         let tag_prefix = digest.replace(':', "-");
-        let sig = at(format!("{tag_prefix}.sig"));
-        let sbom = at(format!("{tag_prefix}.sbom"));
-        let att = at(format!("{tag_prefix}.att"));
-        let index_tag = at(tag_prefix);
+        let sig = format!("{tag_prefix}.sig");
+        let sbom = format!("{tag_prefix}.sbom");
+        let att = format!("{tag_prefix}.att");
         // Independent branches run concurrently; each signature branch fetches its payloads
         // as soon as its manifest arrives, so the slowest branch alone sets the latency.
         let (manifest, tag_signatures, sbom_tag, att_tag, referrers) = tokio::join!(
-            self.manifest(&client, &subject, auth, registry, "manifest"),
+            self.manifest(&at, digest, "manifest"),
             async {
-                match self
-                    .optional_manifest(&client, &sig, auth, registry)
-                    .await?
-                {
-                    Some(m) => self.signatures(&client, &sig, &m, registry).await,
+                match self.optional_manifest(&at, &sig).await? {
+                    Some(m) => self.signatures(&at, &m).await,
                     None => Ok(Vec::new()),
                 }
             },
-            self.optional_manifest(&client, &sbom, auth, registry),
-            self.optional_manifest(&client, &att, auth, registry),
-            self.referrers(&client, &subject, &index_tag, auth, registry, &at),
+            self.optional_manifest(&at, &sbom),
+            self.optional_manifest(&at, &att),
+            self.referrers(&at, digest, &tag_prefix),
         );
         let manifest = manifest?;
         let (referrer_signatures, referrer_types) = referrers?;
@@ -369,17 +346,13 @@ impl Registry {
     /// The payloads of a cosign signature manifest's simple-signing layers.
     async fn signatures(
         &self,
-        client: &Client,
-        reference: &Reference,
+        at: &Repo<'_>,
         manifest: &Value,
-        registry: &str,
     ) -> Result<Vec<SignedPayload>, Unavailable> {
         let layers = simplesigning_layers(manifest);
-        let payloads = futures::future::join_all(
-            layers
-                .iter()
-                .map(|(descriptor, _)| self.blob(client, reference, descriptor, registry)),
-        )
+        let payloads = futures::future::join_all(layers.iter().map(|(descriptor, _)| {
+            self.blob(at, descriptor, MAX_PAYLOAD_BYTES, "signature payload")
+        }))
         .await;
         layers
             .into_iter()
@@ -393,44 +366,54 @@ impl Registry {
             .collect()
     }
 
+    /// The manifest at `reference` (a tag, or a digest it must hash to).
     async fn manifest(
         &self,
-        client: &Client,
-        reference: &Reference,
-        auth: &RegistryAuth,
-        registry: &str,
+        at: &Repo<'_>,
+        reference: &str,
         operation: &'static str,
     ) -> Result<Value, Unavailable> {
-        let (bytes, _) = self
-            .timed(operation, registry, async {
-                client
-                    .pull_manifest_raw(reference, auth, &MANIFEST_TYPES)
-                    .await
-            })
+        let bytes = self
+            .timed(operation, at.registry, at.get_manifest(reference))
             .await?;
-        serde_json::from_slice(&bytes).map_err(|e| Unavailable {
-            registry: registry.to_string(),
-            message: format!("manifest {reference} is not JSON: {e}"),
+        self.parse_manifest(at, reference, &bytes)
+    }
+
+    fn parse_manifest(
+        &self,
+        at: &Repo<'_>,
+        reference: &str,
+        bytes: &[u8],
+    ) -> Result<Value, Unavailable> {
+        if reference.starts_with("sha256:") && sha256_digest(bytes) != reference {
+            return Err(self.unavailable(
+                at.registry,
+                "manifest",
+                FetchError::Protocol("manifest does not match its digest"),
+            ));
+        }
+        serde_json::from_slice(bytes).map_err(|_| {
+            self.unavailable(
+                at.registry,
+                "manifest",
+                FetchError::Protocol("manifest is not JSON"),
+            )
         })
     }
 
     /// A manifest that may legitimately not exist (an unsigned image has no `.sig` tag).
     async fn optional_manifest(
         &self,
-        client: &Client,
-        reference: &Reference,
-        auth: &RegistryAuth,
-        registry: &str,
+        at: &Repo<'_>,
+        tag: &str,
     ) -> Result<Option<Value>, Unavailable> {
-        let started = Instant::now();
-        let result = client
-            .pull_manifest_raw(reference, auth, &MANIFEST_TYPES)
-            .await;
-        self.observe("attachment", started);
-        match result {
-            Ok((bytes, _)) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(self.unavailable(registry, e)),
+        match self
+            .timed("attachment", at.registry, at.get_manifest(tag))
+            .await
+        {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(Failed::Absent(_)) => Ok(None),
+            Err(Failed::Other(e)) => Err(e),
         }
     }
 
@@ -440,20 +423,14 @@ impl Registry {
     /// tag does not exist.
     async fn referrers(
         &self,
-        client: &Client,
-        subject: &Reference,
-        index_tag: &Reference,
-        auth: &RegistryAuth,
-        registry: &str,
-        at: &(impl Fn(String) -> Reference + Sync),
+        at: &Repo<'_>,
+        subject: &str,
+        index_tag: &str,
     ) -> Result<(Vec<SignedPayload>, BTreeSet<String>), Unavailable> {
-        let entries = self
-            .referrer_entries(client, subject, index_tag, auth, registry)
-            .await?;
+        let entries = self.referrer_entries(at, subject, index_tag).await?;
         let mut signatures = Vec::new();
         let mut types = BTreeSet::new();
         for (digest, known_type) in entries.into_iter().take(MAX_REFERRERS) {
-            let reference = at(digest);
             let is_other = known_type
                 .as_deref()
                 .is_some_and(|t| t != COSIGN_SIGNATURE_ARTIFACT);
@@ -462,14 +439,11 @@ impl Registry {
                 continue;
             }
             // A signature, or an entry whose type only its manifest tells.
-            let manifest = self
-                .manifest(client, &reference, auth, registry, "referrer")
-                .await?;
+            let manifest = self.manifest(at, &digest, "referrer").await?;
             match artifact_type(&manifest).as_str() {
-                COSIGN_SIGNATURE_ARTIFACT => signatures.extend(
-                    self.signatures(client, &reference, &manifest, registry)
-                        .await?,
-                ),
+                COSIGN_SIGNATURE_ARTIFACT => {
+                    signatures.extend(self.signatures(at, &manifest).await?)
+                }
                 "" => {}
                 other => {
                     types.insert(other.to_string());
@@ -482,39 +456,49 @@ impl Registry {
     /// The referrers of `subject` as (digest, artifact type when the listing gives it).
     async fn referrer_entries(
         &self,
-        client: &Client,
-        subject: &Reference,
-        index_tag: &Reference,
-        auth: &RegistryAuth,
-        registry: &str,
+        at: &Repo<'_>,
+        subject: &str,
+        index_tag: &str,
     ) -> Result<Vec<(String, Option<String>)>, Unavailable> {
-        Ok(
-            match self
-                .optional_manifest(client, index_tag, auth, registry)
-                .await?
-            {
-                Some(index) => index["manifests"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|m| {
-                        let digest = m["digest"].as_str()?.to_string();
-                        Some((digest, m["artifactType"].as_str().map(String::from)))
+        let index = match self.optional_manifest(at, index_tag).await? {
+            Some(index) => index,
+            None => {
+                let listed = self
+                    .timed("referrers", at.registry, async {
+                        at.endpoint
+                            .get(
+                                at.repository,
+                                &format!("referrers/{subject}"),
+                                &[oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE],
+                                MAX_MANIFEST_BYTES,
+                                "referrers index",
+                            )
+                            .await
                     })
-                    .collect(),
-                None => {
-                    client.store_auth_if_needed(registry, auth).await;
-                    self.timed("referrers", registry, async {
-                        client.pull_referrers(subject, None).await
-                    })
-                    .await?
-                    .manifests
-                    .into_iter()
-                    .map(|m| (m.digest, m.artifact_type))
-                    .collect()
+                    .await;
+                match listed {
+                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+                        self.unavailable(
+                            at.registry,
+                            "referrers",
+                            FetchError::Protocol("referrers index is not JSON"),
+                        )
+                    })?,
+                    // Neither the tag nor the API: nothing refers to the subject.
+                    Err(Failed::Absent(_)) => return Ok(Vec::new()),
+                    Err(Failed::Other(e)) => return Err(e),
                 }
-            },
-        )
+            }
+        };
+        Ok(index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let digest = m["digest"].as_str()?.to_string();
+                Some((digest, m["artifactType"].as_str().map(String::from)))
+            })
+            .collect())
     }
 
     /// The CycloneDX JSON SBOM attached to `registry/repository@digest`, if any: a referrer
@@ -529,45 +513,33 @@ impl Registry {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<Option<Vec<u8>>, Unavailable> {
-        let auth = &self.effective_auth(registry, auth).await;
-        let client = self.client(registry, auth);
-        let at = |tag_or_digest: String| reference_at(registry, repository, tag_or_digest);
+        let at = Repo {
+            endpoint: self.endpoint(registry, auth).await?,
+            registry,
+            repository,
+        };
         let tag_prefix = digest.replace(':', "-");
-        let entries = self
-            .referrer_entries(
-                &client,
-                &at(digest.to_string()),
-                &at(tag_prefix.clone()),
-                auth,
-                registry,
-            )
-            .await?;
+        let entries = self.referrer_entries(&at, digest, &tag_prefix).await?;
         for (referrer, known_type) in entries.into_iter().take(MAX_REFERRERS) {
             if known_type.as_deref().is_some_and(|t| !is_cyclonedx(t)) {
                 continue;
             }
-            let reference = at(referrer);
-            let manifest = self
-                .manifest(&client, &reference, auth, registry, "referrer")
-                .await?;
+            let manifest = self.manifest(&at, &referrer, "referrer").await?;
             if !is_cyclonedx(&artifact_type(&manifest)) {
                 continue;
             }
             if let Some(layer) = sbom_layer(&manifest, true) {
                 return self
-                    .sbom_blob(&client, &reference, &layer, registry)
+                    .blob(&at, &layer, MAX_SBOM_BYTES, "SBOM")
                     .await
                     .map(Some);
             }
         }
-        let cosign = at(format!("{tag_prefix}.sbom"));
-        if let Some(manifest) = self
-            .optional_manifest(&client, &cosign, auth, registry)
-            .await?
-        {
+        let cosign = format!("{tag_prefix}.sbom");
+        if let Some(manifest) = self.optional_manifest(&at, &cosign).await? {
             if let Some(layer) = sbom_layer(&manifest, false) {
                 return self
-                    .sbom_blob(&client, &cosign, &layer, registry)
+                    .blob(&at, &layer, MAX_SBOM_BYTES, "SBOM")
                     .await
                     .map(Some);
             }
@@ -575,108 +547,126 @@ impl Registry {
         Ok(None)
     }
 
-    async fn sbom_blob(
-        &self,
-        client: &Client,
-        reference: &Reference,
-        layer: &OciDescriptor,
-        registry: &str,
-    ) -> Result<Vec<u8>, Unavailable> {
-        if layer.size > MAX_SBOM_BYTES {
-            return Err(Unavailable {
-                registry: registry.to_string(),
-                message: format!(
-                    "the SBOM of {reference} has {} bytes, more than the {MAX_SBOM_BYTES} read",
-                    layer.size
-                ),
-            });
-        }
-        self.blob(client, reference, layer, registry).await
-    }
-
+    /// A blob read up to `cap` bytes while it streams (its declared size is not trusted), and
+    /// checked against its digest.
     async fn blob(
         &self,
-        client: &Client,
-        reference: &Reference,
+        at: &Repo<'_>,
         descriptor: &OciDescriptor,
-        registry: &str,
+        cap: usize,
+        what: &'static str,
     ) -> Result<Vec<u8>, Unavailable> {
-        let mut out = Vec::new();
-        self.timed("blob", registry, async {
-            client.pull_blob(reference, descriptor, &mut out).await
-        })
-        .await?;
-        Ok(out)
+        if usize::try_from(descriptor.size).map_or(true, |size| size > cap) {
+            return Err(self.unavailable(at.registry, "blob", FetchError::TooLarge { what, cap }));
+        }
+        let bytes = self
+            .timed("blob", at.registry, async {
+                at.endpoint
+                    .get(
+                        at.repository,
+                        &format!("blobs/{}", descriptor.digest),
+                        &[],
+                        cap,
+                        what,
+                    )
+                    .await
+            })
+            .await
+            .map_err(Failed::into_unavailable)?;
+        if descriptor.digest.starts_with("sha256:") && sha256_digest(&bytes) != descriptor.digest {
+            return Err(self.unavailable(
+                at.registry,
+                "blob",
+                FetchError::Protocol("blob does not match its digest"),
+            ));
+        }
+        Ok(bytes)
     }
 
+    /// Runs one registry operation within the registry timeout, recording its latency; a 404
+    /// is [`Failed::Absent`], any other failure is counted and becomes a fixed message.
     async fn timed<T>(
         &self,
         operation: &'static str,
         registry: &str,
-        call: impl std::future::Future<Output = Result<T, OciDistributionError>>,
-    ) -> Result<T, Unavailable> {
+        call: impl std::future::Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, Failed> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, call).await;
-        self.observe(operation, started);
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.unavailable(registry, e)),
-            Err(_) => {
-                self.metrics
-                    .registry_failures
-                    .with_label_values(&["timeout"])
-                    .inc();
-                Err(Unavailable {
-                    registry: registry.to_string(),
-                    message: format!("{operation} timed out after {:?}", self.timeout),
-                })
-            }
-        }
-    }
-
-    fn observe(&self, operation: &str, started: Instant) {
+        let result = tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or(Err(FetchError::TimedOut));
         self.metrics
             .registry_latency
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(value) => Ok(value),
+            Err(FetchError::NotFound) => Err(Failed::Absent(Unavailable {
+                registry: registry.to_string(),
+                message: format!("{operation}: {}", FetchError::NotFound),
+            })),
+            Err(e) => Err(Failed::Other(self.unavailable(registry, operation, e))),
+        }
     }
 
-    fn unavailable(&self, registry: &str, error: OciDistributionError) -> Unavailable {
-        let kind = match &error {
-            OciDistributionError::RequestError(_) => "unreachable",
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => "unauthorized",
-            OciDistributionError::ServerError { code, .. } if *code == 429 => "throttled",
-            OciDistributionError::ServerError { code, .. } if *code >= 500 => "server_error",
-            _ if is_absent(&error) => "not_found",
-            _ => "protocol",
-        };
+    fn unavailable(&self, registry: &str, operation: &str, error: FetchError) -> Unavailable {
         self.metrics
             .registry_failures
-            .with_label_values(&[kind])
+            .with_label_values(&[error.kind()])
             .inc();
+        tracing::info!(%registry, operation, %error, "registry gave no usable answer");
         Unavailable {
             registry: registry.to_string(),
-            message: error.to_string(),
+            message: format!("{operation}: {error}"),
         }
     }
 }
 
-/// A 404 of the distribution API: the manifest or repository does not exist.
-fn is_absent(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().all(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::BlobUnknown
+/// One repository of one registry, as the fetches of one lookup see it.
+struct Repo<'a> {
+    endpoint: Arc<Endpoint>,
+    registry: &'a str,
+    repository: &'a str,
+}
+
+impl Repo<'_> {
+    async fn get_manifest(&self, reference: &str) -> Result<Vec<u8>, FetchError> {
+        self.endpoint
+            .get(
+                self.repository,
+                &format!("manifests/{reference}"),
+                &MANIFEST_TYPES,
+                MAX_MANIFEST_BYTES,
+                "manifest",
             )
-        }),
-        _ => false,
+            .await
     }
+}
+
+/// How a timed registry operation failed.
+enum Failed {
+    /// A 404: the manifest or blob does not exist.
+    Absent(Unavailable),
+    Other(Unavailable),
+}
+
+impl Failed {
+    fn into_unavailable(self) -> Unavailable {
+        match self {
+            Failed::Absent(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+impl From<Failed> for Unavailable {
+    fn from(failed: Failed) -> Self {
+        failed.into_unavailable()
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 fn auth_fingerprint(auth: &RegistryAuth) -> u64 {
@@ -687,15 +677,6 @@ fn auth_fingerprint(auth: &RegistryAuth) -> u64 {
     };
     let hash = Sha256::digest(text.as_bytes());
     u64::from_be_bytes(hash[..8].try_into().expect("sha256 has 32 bytes"))
-}
-
-/// `registry/repository` at a tag, or at a digest (`sha256:...`).
-fn reference_at(registry: &str, repository: &str, tag_or_digest: String) -> Reference {
-    if tag_or_digest.starts_with("sha256:") {
-        Reference::with_digest(registry.to_string(), repository.to_string(), tag_or_digest)
-    } else {
-        Reference::with_tag(registry.to_string(), repository.to_string(), tag_or_digest)
-    }
 }
 
 /// Whether an artifact or media type is CycloneDX JSON (`application/vnd.cyclonedx+json`,
@@ -766,7 +747,7 @@ pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, String)> {
         .filter_map(|l| {
             let signature = l["annotations"][COSIGN_SIGNATURE_ANNOTATION].as_str()?;
             let size = l["size"].as_i64()?;
-            if !(0..=MAX_PAYLOAD_BYTES).contains(&size) {
+            if !(0..=MAX_PAYLOAD_BYTES as i64).contains(&size) {
                 return None;
             }
             let descriptor = OciDescriptor {
@@ -777,6 +758,7 @@ pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, String)> {
             };
             Some((descriptor, signature.to_string()))
         })
+        .take(MAX_SIGNATURE_LAYERS)
         .collect()
 }
 
@@ -950,21 +932,5 @@ mod tests {
         );
         assert_eq!(auth("ghcr.io"), None);
         assert_eq!(docker_config_auth(b"garbage", "ghcr.io"), None);
-    }
-
-    #[test]
-    fn a_missing_manifest_is_absence_not_an_outage() {
-        let absent = OciDistributionError::ServerError {
-            code: 404,
-            url: "u".into(),
-            message: String::new(),
-        };
-        assert!(is_absent(&absent));
-        let down = OciDistributionError::ServerError {
-            code: 503,
-            url: "u".into(),
-            message: String::new(),
-        };
-        assert!(!is_absent(&down));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,7 +27,8 @@ use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_O
 use crate::backend::{Answers, Backend};
 use crate::cache::{Cached, Lifetime, Lookup, TtlCache, Ttls};
 use crate::decision_log::{DecisionLog, Fields};
-use crate::evaluate::{deny_message, evaluate, governing, Governing};
+use crate::evaluate::{denied_before_lookup, deny_message, evaluate, governing, Governing};
+use crate::limits::DEADLINE_REASON;
 use crate::metrics::Metrics;
 use crate::policies::{DriftedDigests, Evidence, Lookups, PolicySet};
 use crate::registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
@@ -64,6 +65,9 @@ pub struct App {
     pub certs: Arc<CertStore>,
     /// Where each decision is recorded.
     pub decision_log: DecisionLog,
+    /// How long after a review arrived every registry and backend call of its decision must
+    /// have answered (see [`crate::limits::DEFAULT_DECISION_DEADLINE`]).
+    pub decision_deadline: Duration,
 }
 
 impl App {
@@ -113,7 +117,10 @@ impl App {
                 tracing::info!(%uid, %message, "denied an undecidable object");
                 Response::deny(&uid, message)
             }
-            Request::Decide(review) => self.decide(*review).await,
+            Request::Decide(review) => {
+                let deadline = tokio::time::Instant::from_std(started) + self.decision_deadline;
+                self.decide(*review, deadline).await
+            }
         };
         if response.allowed {
             self.metrics.allowed.inc();
@@ -136,15 +143,29 @@ impl App {
         }
     }
 
-    async fn decide(&self, review: Review) -> Response {
+    async fn decide(&self, review: Review, deadline: tokio::time::Instant) -> Response {
         let set = self.policy_set();
         let labels = self.namespace_labels(&review.namespace).await;
         let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
         let applying = governing(&all, &review.namespace, &labels, &self.zastava_namespace);
 
+        // Images a registry-independent gate denies are never looked up: the pod author
+        // chooses the registry, and a denied one must not be contacted at all.
+        let images: Vec<String> = review
+            .workload
+            .distinct_images()
+            .into_iter()
+            .filter(|image| match review.workload.reference(image).as_ref() {
+                Ok(reference) => !denied_before_lookup(&applying, reference),
+                Err(_) => false,
+            })
+            .collect();
         let mut lookups = Lookups::new();
         let (mut hits, mut misses) = (0u32, 0u32);
-        if set.needs_registry(&applying) {
+        let registry = async {
+            if !set.needs_registry(&applying) {
+                return Vec::new();
+            }
             let pull_secrets: Vec<String> = review
                 .workload
                 .spec
@@ -153,46 +174,55 @@ impl App {
                 .flatten()
                 .map(|s| s.name.clone())
                 .collect();
-            let images = review.workload.distinct_images();
-            let found = futures::future::join_all(images.iter().map(|image| async {
+            futures::future::join_all(images.iter().map(|image| async {
                 let parsed = review.workload.reference(image);
-                // An image that does not parse: the evaluation reports it.
                 let reference = parsed.as_ref().as_ref().ok()?;
+                let lookup = self.lookup_reference(reference, &review.namespace, &pull_secrets);
                 Some(
-                    self.lookup_reference(reference, &review.namespace, &pull_secrets)
-                        .await,
+                    tokio::time::timeout_at(deadline, lookup)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Unavailable {
+                                registry: reference.registry.clone(),
+                                message: DEADLINE_REASON.to_string(),
+                            })
+                        }),
                 )
             }))
-            .await;
-            for (image, result) in images.into_iter().zip(found) {
-                let result = match result {
-                    Some(Ok((facts, Lookup::Hit))) => {
-                        hits += 1;
-                        Ok(facts)
-                    }
-                    Some(Ok((facts, Lookup::Miss))) => {
-                        misses += 1;
-                        Ok(facts)
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => continue,
-                };
-                lookups.insert(image, result);
-            }
-        }
-
-        let backends = set.backends(&applying);
-        let answers = if backends.is_empty() {
-            Answers::new()
-        } else {
-            let images: Vec<String> = review.workload.distinct_images();
-            // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
-            Box::pin(
-                self.backend
-                    .answers(&backends, &review.namespace, &labels, &images),
-            )
             .await
         };
+        let backends = set.backends(&applying);
+        let backend = async {
+            if backends.is_empty() {
+                return Answers::new();
+            }
+            // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
+            Box::pin(self.backend.answers(
+                &backends,
+                &review.namespace,
+                &labels,
+                &images,
+                Some(deadline),
+            ))
+            .await
+        };
+        // Registry and backend are independent: both run at once, within one deadline.
+        let (found, answers) = tokio::join!(registry, backend);
+        for (image, result) in images.iter().zip(found) {
+            let result = match result {
+                Some(Ok((facts, Lookup::Hit))) => {
+                    hits += 1;
+                    Ok(facts)
+                }
+                Some(Ok((facts, Lookup::Miss))) => {
+                    misses += 1;
+                    Ok(facts)
+                }
+                Some(Err(e)) => Err(e),
+                None => continue,
+            };
+            lookups.insert(image.clone(), result);
+        }
         let drifted = self.drifted();
         let evidence = Evidence {
             registry: &lookups,

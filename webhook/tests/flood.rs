@@ -41,6 +41,8 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         tls_secret: "unused".into(),
         insecure_registries: vec![],
         registry_timeout_ms: 500,
+        decision_deadline_ms: 4000,
+        registry_allow_internal_targets: false,
         cache_capacity: 100,
         shutdown_delay_seconds: 0,
         drain_seconds: 1,
