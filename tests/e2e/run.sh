@@ -90,6 +90,10 @@ if [[ " ${phases[*]} " == *" incluster "* ]]; then
   zastava_stop_webhook
   zastava_stop_operator
   zastava_remove_webhook_configuration
+  # The chart installs the CRDs itself, as on a fresh cluster (Helm applies them server-side,
+  # which conflicts with the client-side apply of phase 1); phase 1's objects go with them.
+  kubectl delete customresourcedefinition zastavapolicies.zastava.stellaops.io \
+    runtimepostures.zastava.stellaops.io --ignore-not-found --wait=true
   IMAGE_PROFILE=dev IMAGE_SKIP_CARGO=1 bash images/make.sh
   export ZASTAVA_IMAGES_ENV=$PWD/target/images/dev/images.env
   export ZASTAVA_IMAGES_PUBKEY=$PWD/target/images/dev/cosign.pub

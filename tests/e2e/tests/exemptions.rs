@@ -68,7 +68,14 @@ async fn exemption_labels_set_by_a_tenant_are_removed_and_admission_still_denies
         "the operator to remove both exemption labels",
         Duration::from_secs(30),
         || async {
-            let labels = namespaces.get(&ns).await.ok()?.metadata.labels?;
+            // No label left at all is `None`.
+            let labels = namespaces
+                .get(&ns)
+                .await
+                .ok()?
+                .metadata
+                .labels
+                .unwrap_or_default();
             (!labels.contains_key(IGNORE) && !labels.contains_key(FAIL_OPEN)).then_some(())
         },
     )

@@ -178,7 +178,6 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
     let signed = image("webhook");
     let unsigned = env("ZASTAVA_TEST_IMAGE");
 
-    // What the test's namespaces are held to: Zastava's own signing key and an SBOM.
     let enforced = unique("e2e-chart");
     let policy = unique("e2e-chart");
     let cleanup = Cleanup {
@@ -186,14 +185,8 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         namespace: enforced.clone(),
     };
     create_namespace(&client, &enforced, json!({})).await;
-    apply_policy(
-        &client,
-        &policy,
-        strict_policy(&enforced, &[&image_signing_key()], "Enforce"),
-    )
-    .await;
 
-    // ---- install: every pod Ready, measured.
+    // ---- install (the chart's CRDs too, as on a fresh cluster): every pod Ready, measured.
     let helm_time = install(CHART, json!({}));
     let ready_time = wait_all_ready(&client, Duration::from_secs(300)).await;
     println!(
@@ -201,6 +194,13 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         helm_time.as_secs_f64(),
         ready_time.as_secs_f64()
     );
+    // What the test's namespace is held to: Zastava's own signing key and an SBOM.
+    apply_policy(
+        &client,
+        &policy,
+        strict_policy(&enforced, &[&image_signing_key()], "Enforce"),
+    )
+    .await;
     wait_ready(&client, &policy, "True").await;
     let vwc = webhook_configured(&client).await;
     let service = vwc.webhooks.as_ref().unwrap()[0]
