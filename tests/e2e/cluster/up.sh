@@ -544,8 +544,9 @@ start_daemon kubelet "$K8S_BIN/kubelet" \
 # ---------------------------------------------------------------- kube-proxy
 # iptables mode. --masquerade-all: a pod calling a Service whose endpoint is a pod on the same
 # bridge gets its answer back through the host (no br_netfilter here). The conntrack sysctls
-# are left as the host has them (not writable in this sandbox).
-cat >"$STATE/config/kube-proxy.yaml" <<EOF
+# are left as the host has them (not writable in this sandbox). kube-proxy exits when its
+# config file changes: it is replaced only when its content differs.
+cat >"$STATE/config/kube-proxy.yaml.new" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -563,6 +564,11 @@ conntrack:
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
 EOF
+if cmp -s "$STATE/config/kube-proxy.yaml.new" "$STATE/config/kube-proxy.yaml"; then
+  rm -f "$STATE/config/kube-proxy.yaml.new"
+else
+  mv "$STATE/config/kube-proxy.yaml.new" "$STATE/config/kube-proxy.yaml"
+fi
 start_daemon kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/config/kube-proxy.yaml" --v 1
 
 wait_for kube-controller-manager 60 "healthy" curl -fsSk https://127.0.0.1:10257/healthz
