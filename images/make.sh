@@ -19,6 +19,10 @@ case $profile in
 esac
 out=target/images/$profile
 
+# The commit's time: every file's mtime and the images' creation date (reproducible builds),
+# and the date C compilers put in for __DATE__/__TIME__ (mimalloc's options.c has them).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+
 if [[ ${IMAGE_SKIP_CARGO:-} != 1 ]]; then
   log "cargo build --profile $profile (operator, webhook, observer)"
   # The checkout's and the crate registry's paths end up in the binaries (panic locations):
@@ -32,8 +36,7 @@ version=$(cargo metadata --locked --offline --no-deps --format-version 1 |
   jq -r '.packages[] | select(.name == "zastava-operator") | .version')
 revision=$(git rev-parse HEAD)
 [[ -z $(git status --porcelain --untracked-files=no) ]] || revision+="-dirty"
-# The commit's time: every file's mtime and the images' creation date (reproducible builds).
-epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+epoch=$SOURCE_DATE_EPOCH
 source_url=${IMAGE_SOURCE:-$(git config --get remote.origin.url || echo "local checkout")}
 
 mkdir -p "$out"
