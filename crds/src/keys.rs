@@ -35,6 +35,13 @@ pub enum KeyError {
 
 /// Parses a PEM-encoded public key as cosign writes it and names its algorithm.
 pub fn parse_public_key(pem_text: &str) -> Result<KeyAlgorithm, KeyError> {
+    canonical_public_key(pem_text).map(|(algorithm, _)| algorithm)
+}
+
+/// Parses a PEM-encoded public key and encodes it afresh: one `PUBLIC KEY` block of the
+/// parsed DER and nothing else, so no other text of where it came from (a Secret's value may
+/// hold anything) travels with it.
+pub fn canonical_public_key(pem_text: &str) -> Result<(KeyAlgorithm, String), KeyError> {
     let blocks = pem::parse_many(pem_text).map_err(|e| KeyError::NotPem(e.to_string()))?;
     let block = match blocks.as_slice() {
         [one] => one,
@@ -51,7 +58,7 @@ pub fn parse_public_key(pem_text: &str) -> Result<KeyAlgorithm, KeyError> {
     }
     let spki = SubjectPublicKeyInfoRef::try_from(block.contents())
         .map_err(|e| KeyError::NotSpki(e.to_string()))?;
-    match spki.algorithm.oid {
+    let algorithm = match spki.algorithm.oid {
         EC_PUBLIC_KEY => match spki.algorithm.parameters_oid() {
             Ok(P256) => Ok(KeyAlgorithm::EcdsaP256),
             Ok(P384) => Ok(KeyAlgorithm::EcdsaP384),
@@ -63,7 +70,12 @@ pub fn parse_public_key(pem_text: &str) -> Result<KeyAlgorithm, KeyError> {
         RSA => Ok(KeyAlgorithm::Rsa),
         ED25519 => Ok(KeyAlgorithm::Ed25519),
         other => Err(KeyError::Unsupported(other.to_string())),
-    }
+    }?;
+    let canonical = pem::encode_config(
+        &pem::Pem::new("PUBLIC KEY", block.contents()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
+    Ok((algorithm, canonical))
 }
 
 #[cfg(test)]
@@ -80,6 +92,17 @@ fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
     #[test]
     fn cosign_public_key_parses_as_p256() {
         assert_eq!(parse_public_key(COSIGN_PUB), Ok(KeyAlgorithm::EcdsaP256));
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_key_block_alone() {
+        let wrapped = format!(
+            "comment: not a key\r\n{}\ntrailing text\n",
+            COSIGN_PUB.replace('\n', "\r\n")
+        );
+        let (algorithm, canonical) = canonical_public_key(&wrapped).unwrap();
+        assert_eq!(algorithm, KeyAlgorithm::EcdsaP256);
+        assert_eq!(canonical, COSIGN_PUB);
     }
 
     #[test]

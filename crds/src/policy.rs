@@ -334,4 +334,21 @@ pub struct ZastavaPolicyStatus {
     /// How many cosign public keys parsed (inline and from Secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_keys: Option<u32>,
+    /// The public keys of `spec.verify.signature.keys[].secretRef` that parsed, as the operator
+    /// read them from their Secrets: the webhook takes them from here and reads no Secret but
+    /// its serving certificate's. Written by the operator only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub secret_keys: Vec<PublishedKey>,
+}
+
+/// A public key read from a Secret, re-encoded as one `PUBLIC KEY` PEM block.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedKey {
+    /// The `name` of the key in `spec.verify.signature.keys`.
+    pub name: String,
+    /// Where it was read from; a key is used only while the spec still names this Secret key.
+    pub secret_ref: SecretKeyRef,
+    pub pem: String,
 }

@@ -1,4 +1,5 @@
-//! The `ZastavaPolicy` reconciler: fetch the referenced Secrets, assess, write status.
+//! The `ZastavaPolicy` reconciler: fetch the referenced Secrets, assess, write status (with the
+//! public keys read from Secrets, which the webhook takes from there).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use zastava_crds::conditions;
@@ -77,6 +80,7 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         observed_generation: generation,
         conditions: conditions::settle(previous, &desired, generation, &now),
         resolved_keys: Some(assessment.resolved_keys),
+        secret_keys: assessment.secret_keys.clone(),
     };
     let event = transition_event(previous, &desired);
 
@@ -157,7 +161,28 @@ pub async fn run_policy_controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api: Api<ZastavaPolicy> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let secrets: Api<PartialObjectMeta<Secret>> =
+        Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let controller = Controller::new(api, watcher::Config::default());
+    let policies = controller.store();
+    controller
+        // A key Secret created, edited or deleted reaches the policies naming it at once, so
+        // the keys the webhook takes from their status follow a rotation or a revocation
+        // without waiting for the resync. Metadata only: no Secret's data is held here.
+        .watches_stream(
+            watcher(secrets, watcher::Config::default())
+                .default_backoff()
+                .touched_objects(),
+            move |secret| {
+                let name = secret.name_any();
+                policies
+                    .state()
+                    .into_iter()
+                    .filter(|p| referenced_secrets(&p.spec).contains(&name))
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -105,6 +105,7 @@ mod tests {
                 message: message.into(),
             }],
             resolved_keys: 0,
+            secret_keys: vec![],
         }
     }
 
@@ -161,6 +162,7 @@ mod tests {
                 })
                 .collect(),
             resolved_keys: 0,
+            secret_keys: vec![],
         };
         let m = rejection_message(&a);
         assert!(m.len() <= 1000 + '…'.len_utf8());

@@ -7,8 +7,8 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use regex::Regex;
 use zastava_crds::image::RegistryPattern;
-use zastava_crds::keys::parse_public_key;
-use zastava_crds::policy::{CosignKey, KeylessIdentity, ZastavaPolicySpec};
+use zastava_crds::keys::{canonical_public_key, parse_public_key};
+use zastava_crds::policy::{CosignKey, KeylessIdentity, PublishedKey, ZastavaPolicySpec};
 
 /// The data of a Secret the policy references, or `None` when it does not exist.
 pub type SecretData = Option<BTreeMap<String, Vec<u8>>>;
@@ -59,6 +59,8 @@ pub struct Assessment {
     pub problems: Vec<Problem>,
     /// Public keys that parsed, inline and from Secrets.
     pub resolved_keys: u32,
+    /// The keys from Secrets that parsed, for the status (where the webhook reads them).
+    pub secret_keys: Vec<PublishedKey>,
 }
 
 impl Assessment {
@@ -231,9 +233,16 @@ fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<Strin
                 };
                 match std::str::from_utf8(bytes)
                     .map_err(|_| "not UTF-8 text".to_string())
-                    .and_then(|text| parse_public_key(text).map_err(|e| e.to_string()))
+                    .and_then(|text| canonical_public_key(text).map_err(|e| e.to_string()))
                 {
-                    Ok(_) => out.resolved_keys += 1,
+                    Ok((_, pem)) => {
+                        out.resolved_keys += 1;
+                        out.secret_keys.push(PublishedKey {
+                            name: key.name.clone(),
+                            secret_ref: secret_ref.clone(),
+                            pem,
+                        });
+                    }
                     Err(e) => out.problem(
                         field,
                         Reason::InvalidKey,
@@ -381,7 +390,7 @@ fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
                 "keys".to_string(),
                 Some(BTreeMap::from([(
                     "cosign.pub".to_string(),
-                    PUB.as_bytes().to_vec(),
+                    format!("text around the key is not published\n{PUB}").into_bytes(),
                 )])),
             ),
             ("nowhere".to_string(), None),
@@ -402,6 +411,15 @@ fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
         ]);
         let a = assess(&spec, &secrets);
         assert_eq!(a.resolved_keys, 1);
+        // Only what parsed is published, and only as its PEM block.
+        assert_eq!(
+            a.secret_keys,
+            vec![PublishedKey {
+                name: "present".into(),
+                secret_ref: spec.verify.signature.keys[0].secret_ref.clone().unwrap(),
+                pem: PUB.to_string(),
+            }]
+        );
         assert_eq!(
             fields(&a),
             vec![

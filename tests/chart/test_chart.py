@@ -340,8 +340,9 @@ class TlsModes(unittest.TestCase):
         role = rules(objects, "Role", "zastava-operator")
         for verb in ("create", "patch", "delete"):
             self.assertFalse(grants(role, "", "secrets", verb), verb)
+        # Key Secrets and the TLS Secret are watched by metadata in Zastava's namespace.
         watched = grants(role, "", "secrets", "watch")
-        self.assertEqual([r["resourceNames"] for r in watched], [["my-tls"]])
+        self.assertEqual([r.get("resourceNames") for r in watched], [None])
         self.assertNotIn("Certificate", {o["kind"] for o in objects})
 
     def test_cert_manager_mode_renders_a_certificate_for_the_service(self):
@@ -394,6 +395,29 @@ class Toggles(unittest.TestCase):
             self.assertIn(kind, present, key)
             others = {"ServiceMonitor", "PrometheusRule", "ConfigMap"} - {kind}
             self.assertFalse(present & others, key)
+
+    def test_client_auth_mounts_the_ca_bundle_and_requires_client_certificates(self):
+        webhook = container(render(), "Deployment", "zastava-webhook")
+        self.assertFalse([a for a in webhook["args"] if a.startswith("--client-ca-file")])
+        self.assertNotIn("volumeMounts", webhook)
+        bundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        objects = render({"webhook": {"clientAuth": {"caBundle": bundle}}})
+        ca = one(objects, "ConfigMap", "zastava-webhook-client-ca")
+        self.assertEqual(ca["data"]["ca.crt"], bundle)
+        deployment = one(objects, "Deployment", "zastava-webhook")
+        pod = deployment["spec"]["template"]
+        webhook = container(objects, "Deployment", "zastava-webhook")
+        self.assertIn("--client-ca-file=/etc/zastava/client-ca/ca.crt", webhook["args"])
+        self.assertEqual(webhook["volumeMounts"], [
+            {"name": "client-ca", "mountPath": "/etc/zastava/client-ca", "readOnly": True}])
+        self.assertEqual(pod["spec"]["volumes"], [
+            {"name": "client-ca", "configMap": {"name": "zastava-webhook-client-ca"}}])
+        # A new bundle rolls the pods (it is read at start).
+        other = render({"webhook": {"clientAuth": {"caBundle": bundle + bundle}}})
+        annotation = "checksum/client-ca"
+        self.assertNotEqual(
+            pod["metadata"]["annotations"][annotation],
+            one(other, "Deployment", "zastava-webhook")["spec"]["template"]["metadata"]["annotations"][annotation])
 
     def test_observer_disabled_leaves_no_observer_object(self):
         objects = render({"observer": {"enabled": False}, **ALL_TOGGLES})
@@ -481,6 +505,9 @@ class Schema(unittest.TestCase):
         self.rejects({"operator": {"leaseDurationSeconds": 2}}, "leaseDurationSeconds")
         self.rejects({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds")
 
+    def test_a_client_ca_bundle_that_is_not_pem_is_rejected(self):
+        self.rejects({"webhook": {"clientAuth": {"caBundle": "/etc/ca.crt"}}}, "caBundle")
+
 
 VARIANTS: list[dict[str, Any]] = [
     {},
@@ -488,6 +515,7 @@ VARIANTS: list[dict[str, Any]] = [
     {"webhook": {"tls": {"mode": "certManager", "certManager": {"issuerRef": {"name": "x"}}}}},
     ALL_TOGGLES,
     {"observer": {"enabled": False}},
+    {"webhook": {"clientAuth": {"caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}},
 ]
 
 
@@ -555,6 +583,17 @@ class Rbac(unittest.TestCase):
                     self.assertEqual(r["verbs"], ["get"], r)
                 else:
                     self.assertEqual(role["metadata"]["namespace"], NS)
+
+    def test_the_webhook_reads_no_secret_of_its_namespace_but_its_serving_certificate(self):
+        for values in VARIANTS:
+            objects = render(values)
+            tls = [a for a in args(objects, "Deployment", "zastava-webhook")
+                   if a.startswith("--tls-secret=")][0].split("=", 1)[1]
+            secret_rules = [r for r in rules(objects, "Role", "zastava-webhook")
+                            if "secrets" in r["resources"]]
+            self.assertEqual(secret_rules, [{"apiGroups": [""], "resources": ["secrets"],
+                                             "resourceNames": [tls], "verbs": ["list", "watch"]}],
+                             values)
 
     def test_no_role_escalation_verbs(self):
         for values in VARIANTS:

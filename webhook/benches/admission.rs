@@ -127,7 +127,7 @@ async fn serve(certs: Arc<CertStore>, router: Router) -> (String, watch::Sender<
     // The shipped limits: the gate's cost is part of what is measured, for both servers.
     tokio::spawn(serve_tls(
         listener,
-        certs,
+        certs.server_config(None),
         router,
         stop_rx,
         Duration::from_secs(1),
@@ -156,6 +156,7 @@ async fn bench() {
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        client_ca_file: None,
         insecure_registries: vec![env("ZASTAVA_REGISTRY")],
         registry_timeout_ms: 5000,
         decision_deadline_ms: 4000,
@@ -180,7 +181,7 @@ async fn bench() {
             "sbomReferrer": {"required": true}}},
     }))
     .unwrap();
-    app.set_policies(PolicySet::build(&[Arc::new(policy)], &[]));
+    app.set_policies(PolicySet::build(&[Arc::new(policy)]));
 
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();

@@ -123,12 +123,25 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
             }
         }
     }
-    let namespace = request
-        .namespace
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| workload.namespace.clone())
-        .unwrap_or_default();
+    // The namespace the apiserver names decides which policies govern and whose pull Secrets
+    // are read; the object's own field is what its author wrote. The apiserver always sends
+    // one for the namespaced kinds Zastava intercepts, and an object naming another namespace
+    // never passes its validation, so either is a review the apiserver did not send.
+    let Some(namespace) = request.namespace.as_str().filter(|n| !n.is_empty()) else {
+        return Ok(Request::Reject {
+            uid,
+            message: "zastava denied: the review names no namespace".to_string(),
+        });
+    };
+    if let Some(other) = workload.namespace.as_deref().filter(|n| *n != namespace) {
+        return Ok(Request::Reject {
+            uid,
+            message: format!(
+                "zastava denied: the object's namespace `{other}` is not the review's `{namespace}`"
+            ),
+        });
+    }
+    let namespace = namespace.to_string();
     Ok(Request::Decide(Box::new(Review {
         uid,
         namespace,
@@ -490,13 +503,14 @@ mod tests {
             panic!("not rejected")
         };
         assert_eq!(message, "zastava denied: object has no `kind`");
-        // What is not read (managedFields, userInfo) is skipped; the namespace falls back to
-        // the object's.
-        let full = review(json!({"uid": "u", "operation": "CREATE", "namespace": null,
+        // What is not read (managedFields, userInfo) is skipped.
+        let full = review(
+            json!({"uid": "u", "operation": "CREATE", "namespace": "from-object",
             "userInfo": {"username": "u", "groups": ["g"]}, "dryRun": false,
             "object": {"kind": "Pod", "metadata": {"name": "p", "namespace": "from-object",
                 "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]},
-                "spec": {"containers": [{"name": "c", "image": "a:1"}]}}}));
+                "spec": {"containers": [{"name": "c", "image": "a:1"}]}}}),
+        );
         let Request::Decide(r) = decode(&full).unwrap() else {
             panic!("not decided")
         };
@@ -506,6 +520,46 @@ mod tests {
             decode(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"object": 1, "object": 2}}"#),
             Err(ReviewError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn only_the_namespace_the_apiserver_names_is_decided_in() {
+        let pod = |namespace: Value| {
+            json!({"kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
+                   "spec": {"containers": [{"name": "c", "image": "a:1"}],
+                            "imagePullSecrets": [{"name": "their-registry"}]}})
+        };
+        // The object's namespace is not taken for the review's: pull Secrets are read where
+        // the apiserver says the object is.
+        for (request_namespace, object_namespace, why) in [
+            (
+                json!(null),
+                json!("victim"),
+                "the review names no namespace",
+            ),
+            (json!(""), json!("victim"), "the review names no namespace"),
+            (
+                json!("attacker"),
+                json!("victim"),
+                "the object's namespace `victim` is not the review's `attacker`",
+            ),
+        ] {
+            let body = review(json!({"uid": "u", "operation": "CREATE",
+                "namespace": request_namespace, "object": pod(object_namespace)}));
+            let Request::Reject { message, .. } = decode(&body).unwrap() else {
+                panic!("decided: {why}")
+            };
+            assert_eq!(message, format!("zastava denied: {why}"));
+        }
+        // The apiserver's own shape: the object without a namespace, or with the same one.
+        for object_namespace in [json!(null), json!("team")] {
+            let body = review(json!({"uid": "u", "operation": "CREATE",
+                "namespace": "team", "object": pod(object_namespace)}));
+            let Request::Decide(r) = decode(&body).unwrap() else {
+                panic!("not decided")
+            };
+            assert_eq!(r.namespace, "team");
+        }
     }
 
     #[test]
@@ -535,8 +589,10 @@ mod tests {
         let relabel = review(json!({"uid": "u", "operation": "UPDATE",
                                     "object": pod("a:1"), "oldObject": pod("a:1")}));
         assert!(matches!(decode(&relabel).unwrap(), Request::Skip { .. }));
-        let new_image = review(json!({"uid": "u", "operation": "UPDATE",
-                                      "object": pod("a:2"), "oldObject": pod("a:1")}));
+        let new_image = review(
+            json!({"uid": "u", "operation": "UPDATE", "namespace": "team",
+                                      "object": pod("a:2"), "oldObject": pod("a:1")}),
+        );
         assert!(matches!(decode(&new_image).unwrap(), Request::Decide(_)));
     }
 

@@ -113,7 +113,7 @@ pub async fn check(
     registry: Option<&Registry>,
 ) -> Checked {
     let objects: Vec<Arc<ZastavaPolicy>> = policies.iter().cloned().map(Arc::new).collect();
-    let set = PolicySet::build(&objects, &[]);
+    let set = PolicySet::build(&objects);
     let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
     let applying = governing(&all, namespace, labels, zastava_namespace);
     let mut lookups = Lookups::new();

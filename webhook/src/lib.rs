@@ -22,6 +22,7 @@ pub mod transport;
 pub mod workload;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ use crate::metrics::Metrics;
 use crate::policies::{drifted_digests, PolicySet};
 use crate::registry::Registry;
 use crate::server::App;
-use crate::tls::{certified_key, CertStore, TlsError};
+use crate::tls::{certified_key, CertStore, ClientRoots, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,6 +57,8 @@ pub enum Error {
     },
     #[error("probe server: {0}")]
     Probes(std::io::Error),
+    #[error("--client-ca-file {path}: {error}")]
+    ClientCa { path: PathBuf, error: String },
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -77,6 +80,12 @@ pub struct ServeConfig {
         default_value = "zastava-webhook-tls"
     )]
     pub tls_secret: String,
+    /// PEM bundle of the CAs of the apiserver's client certificate (its admission
+    /// configuration's kubeconfig); when given, `/validate` answers only clients presenting a
+    /// certificate they signed. Use a CA that signs nothing else: any holder of one of its
+    /// certificates can send reviews naming any namespace's pull Secrets.
+    #[arg(long, env = "ZASTAVA_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
     /// Registries (`host:port`) spoken to over plain HTTP, comma-separated.
     #[arg(long, env = "ZASTAVA_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
@@ -162,6 +171,22 @@ pub fn app(
 
 /// Runs the webhook until SIGTERM/SIGINT.
 pub async fn serve(config: ServeConfig) -> Result<(), Error> {
+    // Read before anything else: a broken bundle stops the webhook rather than leaving
+    // `/validate` open to every caller.
+    let clients = match &config.client_ca_file {
+        Some(path) => {
+            let roots = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| ClientRoots::from_pem(&pem).map_err(|e| e.to_string()))
+                .map_err(|error| Error::ClientCa {
+                    path: path.clone(),
+                    error,
+                })?;
+            tracing::info!(path = %path.display(), cas = roots.count, "client certificates required");
+            Some(roots)
+        }
+        None => None,
+    };
     let client = Client::try_default().await?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -221,7 +246,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     tracing::info!(addr = %config.addr, http = %config.http_addr, "serving admission reviews");
     transport::serve_tls(
         listener,
-        app.certs.clone(),
+        app.certs.server_config(clients.as_ref()),
         server::admission_router(app.clone()),
         stop_rx,
         Duration::from_secs(config.drain_seconds),
@@ -239,8 +264,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
 }
 
 /// Keeps the policy set and the serving certificate in step with the cluster: reflectors on
-/// the ZastavaPolicy objects and on the Secrets of Zastava's namespace, and a rebuild after
-/// every change. Marks the app ready once both have synced and a certificate is loaded.
+/// the ZastavaPolicy objects and on the TLS Secret (by name: the webhook's RBAC allows no
+/// other Secret of Zastava's namespace), and a rebuild after every change. Marks the app ready
+/// once both have synced and a certificate is loaded.
 async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
     let changed = Arc::new(Notify::new());
     let (policy_store, policy_writer) = reflector::store::<ZastavaPolicy>();
@@ -261,7 +287,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         secret_writer,
         watcher(
             Api::<Secret>::namespaced(client, &config.namespace),
-            watcher::Config::default(),
+            watcher::Config::default().fields(&format!("metadata.name={}", config.tls_secret)),
         )
         .default_backoff(),
     )
@@ -287,7 +313,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
     let mut last_problems = Vec::new();
     let mut last_tls = None;
     loop {
-        let set = PolicySet::build(&policy_store.state(), &secret_store.state());
+        let set = PolicySet::build(&policy_store.state());
         if set.problems != last_problems {
             for problem in &set.problems {
                 tracing::warn!(%problem, "policy key not used");

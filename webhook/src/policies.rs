@@ -1,12 +1,12 @@
 //! The policies in force, as the webhook sees them: every `ZastavaPolicy` object with its
-//! cosign keys resolved (inline PEM and Secrets in Zastava's namespace). Built by a pure
-//! function from what the reflectors hold; the server swaps the whole set atomically.
+//! cosign keys resolved (inline PEM, and the keys of Secrets as the operator publishes them in
+//! the policy's status: the webhook reads no Secret but its own serving certificate's). Built
+//! by a pure function from what the reflector holds; the server swaps the whole set atomically.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use sha2::{Digest, Sha256};
 use sigstore::crypto::CosignVerificationKey;
 use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
@@ -139,12 +139,8 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// Builds the set from the policy objects and the Secrets of Zastava's namespace.
-    pub fn build(policies: &[Arc<ZastavaPolicy>], secrets: &[Arc<Secret>]) -> Self {
-        let secrets: BTreeMap<&str, &Secret> = secrets
-            .iter()
-            .filter_map(|s| Some((s.metadata.name.as_deref()?, s.as_ref())))
-            .collect();
+    /// Builds the set from the policy objects.
+    pub fn build(policies: &[Arc<ZastavaPolicy>]) -> Self {
         let mut problems = Vec::new();
         let mut active: Vec<ActivePolicy> = policies
             .iter()
@@ -156,11 +152,19 @@ impl PolicySet {
                 for (index, key) in p.spec.verify.signature.keys.iter().enumerate() {
                     let pem = match (&key.pem, &key.secret_ref) {
                         (Some(pem), _) => Ok(pem.as_bytes().to_vec()),
-                        (None, Some(r)) => secrets
-                            .get(r.name.as_str())
-                            .and_then(|s| s.data.as_ref()?.get(&r.key))
-                            .map(|b| b.0.clone())
-                            .ok_or_else(|| format!("Secret {} has no key {}", r.name, r.key)),
+                        // Used only while the spec still names the Secret key it came from.
+                        (None, Some(r)) => p
+                            .status
+                            .iter()
+                            .flat_map(|s| &s.secret_keys)
+                            .find(|k| k.name == key.name && &k.secret_ref == r)
+                            .map(|k| k.pem.as_bytes().to_vec())
+                            .ok_or_else(|| {
+                                format!(
+                                    "Secret {} key {} not published by the operator (see the policy's Ready condition)",
+                                    r.name, r.key
+                                )
+                            }),
                         (None, None) => Err("neither pem nor secretRef".to_string()),
                     };
                     match pem.and_then(|pem| {
@@ -294,19 +298,10 @@ mod tests {
         )
     }
 
-    fn secret(name: &str, key: &str, value: &str) -> Arc<Secret> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "data": {key: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, value)}
-            }))
-            .unwrap(),
-        )
-    }
-
     #[test]
-    fn keys_resolve_inline_and_from_secrets_and_bad_ones_are_named() {
-        let p = policy(
+    fn keys_resolve_inline_and_from_the_status_and_bad_ones_are_named() {
+        let stored = pem();
+        let mut p = policy(
             "p",
             3,
             json!({"verify": {"signature": {"required": true, "keys": [
@@ -314,18 +309,30 @@ mod tests {
                 {"name": "stored", "secretRef": {"name": "k"}},
                 {"name": "broken", "pem": "garbage"},
                 {"name": "missing", "secretRef": {"name": "nope"}},
+                {"name": "moved", "secretRef": {"name": "k", "key": "new.pub"}},
             ]}}}),
         );
-        let set = PolicySet::build(&[p], &[secret("k", "cosign.pub", &pem())]);
+        // The operator published "stored", and "moved" as it was before its spec changed.
+        Arc::make_mut(&mut p).status = Some(
+            serde_json::from_value(json!({"secretKeys": [
+                {"name": "stored", "secretRef": {"name": "k", "key": "cosign.pub"}, "pem": stored},
+                {"name": "moved", "secretRef": {"name": "k", "key": "cosign.pub"}, "pem": pem()},
+            ]}))
+            .unwrap(),
+        );
+        let set = PolicySet::build(&[p]);
         let active = set.get("p").unwrap();
         assert_eq!(active.keys.len(), 2);
         assert!(active.needs_registry());
-        assert_eq!(set.problems.len(), 2, "{:?}", set.problems);
+        assert_eq!(set.problems.len(), 3, "{:?}", set.problems);
         assert!(set.problems[0].starts_with("p: spec.verify.signature.keys[2] (broken): "));
         assert_eq!(
             set.problems[1],
-            "p: spec.verify.signature.keys[3] (missing): Secret nope has no key cosign.pub"
+            "p: spec.verify.signature.keys[3] (missing): Secret nope key cosign.pub not published by the operator (see the policy's Ready condition)"
         );
+        assert!(set.problems[2].starts_with(
+            "p: spec.verify.signature.keys[4] (moved): Secret k key new.pub not published"
+        ));
     }
 
     #[test]
@@ -359,7 +366,7 @@ mod tests {
             json!({"cache": {"ttlSeconds": 60, "negativeTtlSeconds": 5}}),
         );
         let b = policy("b", 2, json!({"images": {"bannedTags": ["latest"]}}));
-        let set = PolicySet::build(&[b.clone(), a], &[]);
+        let set = PolicySet::build(&[b.clone(), a]);
         assert_eq!(set.fingerprint(), "a@1,b@2");
         assert_eq!(
             set.ttls(),
@@ -367,7 +374,7 @@ mod tests {
         );
         assert!(!set.get("b").unwrap().needs_registry());
         assert_eq!(
-            PolicySet::build(&[b], &[]).ttls(),
+            PolicySet::build(&[b]).ttls(),
             (Duration::from_secs(300), Duration::from_secs(30))
         );
     }

@@ -6,9 +6,10 @@ use std::sync::{Arc, RwLock};
 
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TlsError {
@@ -66,16 +67,64 @@ impl CertStore {
     }
 
     /// A TLS 1.2 + 1.3 server config whose certificate comes from this store.
-    pub fn server_config(self: &Arc<Self>) -> ServerConfig {
-        let mut config =
+    /// The server's TLS configuration; with `clients`, a client must present a certificate
+    /// that chains to one of them or the handshake fails.
+    pub fn server_config(self: &Arc<Self>, clients: Option<&ClientRoots>) -> ServerConfig {
+        let builder =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .expect("ring supports TLS 1.2 and 1.3")
-                .with_no_client_auth()
-                .with_cert_resolver(self.clone());
+                .expect("ring supports TLS 1.2 and 1.3");
+        let builder = match clients {
+            Some(roots) => builder.with_client_cert_verifier(roots.verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config
     }
+}
+
+/// The CAs whose client certificates may call the webhook: the apiserver's, given to it in
+/// its admission configuration's kubeconfig. Without them anyone who reaches the port can send
+/// a review, naming any namespace and its pull Secrets.
+#[derive(Clone, Debug)]
+pub struct ClientRoots {
+    verifier: Arc<dyn ClientCertVerifier>,
+    /// How many CA certificates the bundle held.
+    pub count: usize,
+}
+
+impl ClientRoots {
+    pub fn from_pem(bundle: &[u8]) -> Result<Self, ClientCaError> {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut &bundle[..]) {
+            let cert = cert.map_err(|e| ClientCaError::NotPem(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientCaError::BadCertificate(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientCaError::Empty);
+        }
+        let count = roots.len();
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| ClientCaError::BadCertificate(e.to_string()))?;
+        Ok(Self { verifier, count })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientCaError {
+    #[error("client CA bundle is not PEM: {0}")]
+    NotPem(String),
+    #[error("client CA bundle holds no PEM certificate")]
+    Empty,
+    #[error("client CA certificate unusable: {0}")]
+    BadCertificate(String),
 }
 
 impl ResolvesServerCert for CertStore {
@@ -132,7 +181,7 @@ mod tests {
         let second = store.current.read().unwrap().clone().unwrap();
         assert_ne!(first.cert[0], second.cert[0]);
         // Building a server config from the store works (TLS 1.2 and 1.3 enabled).
-        let config = store.server_config();
+        let config = store.server_config(None);
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 }

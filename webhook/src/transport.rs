@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
 use crate::server::MAX_BODY_BYTES;
+#[cfg(doc)]
 use crate::tls::CertStore;
 
 /// The admission port's limits (flags and environment variables of `serve`).
@@ -73,6 +74,9 @@ pub mod reason {
     pub const BODY_TIMEOUT: &str = "body_timeout";
     /// The TLS handshake did not complete within its timeout: closed.
     pub const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
+    /// With `--client-ca-file`, the client presented no certificate or one no given CA
+    /// signed: the handshake failed.
+    pub const CLIENT_CERTIFICATE: &str = "client_certificate";
 }
 
 /// What each request on the admission port goes through before its handler.
@@ -162,18 +166,18 @@ fn closing(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// Serves `router` over TLS (1.2 and 1.3, certificate from `certs`) within `limits` until
+/// Serves `router` over TLS (`tls`: [`CertStore::server_config`]) within `limits` until
 /// `stop` turns true, then lets open connections finish their requests (up to `drain`).
 pub async fn serve_tls(
     listener: TcpListener,
-    certs: Arc<CertStore>,
+    tls: rustls::ServerConfig,
     router: Router,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
     limits: Limits,
     metrics: Metrics,
 ) {
-    let acceptor = TlsAcceptor::from(Arc::new(certs.server_config()));
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let handshake_timeout = Duration::from_millis(limits.tls_handshake_timeout_ms);
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
@@ -220,7 +224,20 @@ pub async fn serve_tls(
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => Some(tls),
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    let tls_error = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+                    if let Some(
+                        rustls::Error::NoCertificatesPresented
+                        | rustls::Error::InvalidCertificate(_),
+                    ) = tls_error
+                    {
+                        metrics
+                            .admission_rejected
+                            .with_label_values(&[reason::CLIENT_CERTIFICATE])
+                            .inc();
+                        tracing::info!(%peer, error = %e, "client certificate refused");
+                    } else {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    }
                     None
                 }
                 Err(_) => {

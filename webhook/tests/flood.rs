@@ -39,6 +39,7 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        client_ca_file: None,
         insecure_registries: vec![],
         registry_timeout_ms: 500,
         decision_deadline_ms: 4000,
@@ -75,7 +76,7 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(serve_tls(
         listener,
-        app.certs.clone(),
+        app.certs.server_config(None),
         admission_router(app.clone()),
         stop_rx,
         Duration::from_secs(1),

@@ -133,7 +133,7 @@ fn app(flags: &[&str], spec: Value) -> Arc<App> {
         "metadata": {"name": "base", "generation": 1}, "spec": spec,
     }))
     .unwrap();
-    app.set_policies(PolicySet::build(&[Arc::new(policy)], &[]));
+    app.set_policies(PolicySet::build(&[Arc::new(policy)]));
     app
 }
 

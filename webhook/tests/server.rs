@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
 use zastava_webhook::policies::PolicySet;
 use zastava_webhook::server::{admission_router, App, MAX_BODY_BYTES};
-use zastava_webhook::tls::certified_key;
+use zastava_webhook::tls::{certified_key, ClientCaError, ClientRoots};
 use zastava_webhook::transport::{serve_tls, Limits};
 use zastava_webhook::ServeConfig;
 
@@ -34,16 +34,21 @@ fn issue(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> (String, String) {
 }
 
 async fn serve() -> Served {
-    serve_with(Limits::default(), 500).await
+    serve_with(Limits::default(), 500, None).await
 }
 
-async fn serve_with(limits: Limits, registry_timeout_ms: u64) -> Served {
+async fn serve_with(
+    limits: Limits,
+    registry_timeout_ms: u64,
+    clients: Option<ClientRoots>,
+) -> Served {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = ServeConfig {
         namespace: "zastava-system".into(),
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        client_ca_file: None,
         insecure_registries: vec![],
         registry_timeout_ms,
         decision_deadline_ms: 4000,
@@ -71,7 +76,7 @@ async fn serve_with(limits: Limits, registry_timeout_ms: u64) -> Served {
     let (stop, stop_rx) = watch::channel(false);
     tokio::spawn(serve_tls(
         listener,
-        app.certs.clone(),
+        app.certs.server_config(clients.as_ref()),
         admission_router(app.clone()),
         stop_rx,
         Duration::from_secs(5),
@@ -110,7 +115,7 @@ fn install(app: &App, spec: Value) {
         "metadata": {"name": "base", "generation": 1}, "spec": spec,
     }))
     .unwrap();
-    app.set_policies(PolicySet::build(&[Arc::new(policy)], &[]));
+    app.set_policies(PolicySet::build(&[Arc::new(policy)]));
 }
 
 #[tokio::test]
@@ -285,7 +290,7 @@ async fn slow_headers_and_bodies_are_cut_off_at_their_timeouts() {
         body_read_timeout_ms: 300,
         ..Limits::default()
     };
-    let served = serve_with(limits, 500).await;
+    let served = serve_with(limits, 500, None).await;
 
     let mut slow = tls_stream(&served).await;
     let started = std::time::Instant::now();
@@ -365,7 +370,7 @@ async fn past_the_decision_cap_a_review_is_answered_429_at_once() {
         max_concurrent_decisions: 2,
         ..Limits::default()
     };
-    let served = serve_with(limits, 3_000).await;
+    let served = serve_with(limits, 3_000, None).await;
     install(
         &served.app,
         json!({"verify": {"sbomReferrer": {"required": true}}}),
@@ -443,6 +448,7 @@ async fn exemption_labels_on_a_namespace_change_no_decision() {
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        client_ca_file: None,
         insecure_registries: vec![],
         registry_timeout_ms: 500,
         decision_deadline_ms: 4000,
@@ -484,4 +490,93 @@ async fn exemption_labels_on_a_namespace_change_no_decision() {
     );
     let r = decide("127.0.0.1:9/app:1").await;
     assert_eq!(r["response"]["allowed"], true, "{r}");
+}
+
+fn ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    (params.self_signed(&key).unwrap(), key)
+}
+
+/// A client certificate for `CN=kube-apiserver-webhook-client`, as cert+key PEM.
+fn client_identity(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> reqwest::Identity {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kube-apiserver-webhook-client");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), ca_key).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    reqwest::Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_a_client_ca_only_its_certificates_may_send_reviews() {
+    let (client_ca, client_ca_key) = ca();
+    let roots = ClientRoots::from_pem(client_ca.pem().as_bytes()).unwrap();
+    let served = serve_with(Limits::default(), 500, Some(roots)).await;
+    install(&served.app, json!({"images": {"bannedTags": ["latest"]}}));
+    let body = serde_json::to_vec(&review(pod("busybox:latest"))).unwrap();
+    let trusting = |identity: Option<reqwest::Identity>| {
+        let builder = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(served.ca.pem().as_bytes()).unwrap()]);
+        match identity {
+            Some(identity) => builder.identity(identity),
+            None => builder,
+        }
+        .build()
+        .unwrap()
+    };
+
+    // The apiserver's certificate: decided.
+    let apiserver = trusting(Some(client_identity(&client_ca, &client_ca_key)));
+    let answer: Value = apiserver
+        .post(&served.url)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    // No certificate, or one of another CA (here the serving CA): the handshake fails, no
+    // review is read.
+    let denied = served.app.metrics.denied.get();
+    assert_eq!(denied, 1);
+    for (who, client) in [
+        ("no certificate", trusting(None)),
+        (
+            "another CA's certificate",
+            trusting(Some(client_identity(&served.ca, &served.ca_key))),
+        ),
+    ] {
+        let refused = client.post(&served.url).body(body.clone()).send().await;
+        assert!(refused.is_err(), "{who}: {refused:?}");
+    }
+    assert_eq!(served.app.metrics.denied.get(), denied);
+    let refused = served
+        .app
+        .metrics
+        .admission_rejected
+        .with_label_values(&["client_certificate"])
+        .get();
+    assert_eq!(refused, 2);
+    let _ = served.stop.send(true);
+}
+
+#[test]
+fn a_client_ca_bundle_that_is_not_pem_is_refused_by_name() {
+    assert_eq!(
+        ClientRoots::from_pem(b"hello").unwrap_err(),
+        ClientCaError::Empty
+    );
+    let truncated = "-----BEGIN CERTIFICATE-----\nMIIB!!!\n-----END CERTIFICATE-----\n";
+    assert!(matches!(
+        ClientRoots::from_pem(truncated.as_bytes()),
+        Err(ClientCaError::NotPem(_) | ClientCaError::BadCertificate(_))
+    ));
 }

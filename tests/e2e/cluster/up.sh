@@ -152,6 +152,46 @@ subjectAltName=IP:127.0.0.1,IP:$HOST_ADDR,IP:10.0.0.1,DNS:localhost,DNS:kubernet
 gen_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+# The apiserver's client certificate for admission webhooks, from a CA of its own that signs
+# nothing else (a webhook trusting it trusts only the apiserver): given to every webhook by
+# the admission configuration below; the in-cluster tests install Zastava requiring it.
+if [[ ! -s $PKI_DIR/webhook-client-ca.crt ]]; then
+  openssl genrsa -out "$PKI_DIR/webhook-client-ca.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "$PKI_DIR/webhook-client-ca.key" -subj "/CN=zastava-e2e-webhook-client-ca" \
+    -days 3650 -sha256 -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI_DIR/webhook-client-ca.crt"
+fi
+if [[ ! -s $PKI_DIR/apiserver-webhook-client.crt ]]; then
+  openssl genrsa -out "$PKI_DIR/apiserver-webhook-client.key" 2048 2>/dev/null
+  openssl req -new -key "$PKI_DIR/apiserver-webhook-client.key" -subj "/CN=kube-apiserver-webhook-client" \
+    -out "$PKI_DIR/apiserver-webhook-client.csr"
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+    >"$PKI_DIR/apiserver-webhook-client.ext"
+  openssl x509 -req -in "$PKI_DIR/apiserver-webhook-client.csr" -CA "$PKI_DIR/webhook-client-ca.crt" \
+    -CAkey "$PKI_DIR/webhook-client-ca.key" -CAcreateserial -days 3650 -sha256 \
+    -extfile "$PKI_DIR/apiserver-webhook-client.ext" -out "$PKI_DIR/apiserver-webhook-client.crt" 2>/dev/null
+  rm -f "$PKI_DIR/apiserver-webhook-client.csr" "$PKI_DIR/apiserver-webhook-client.ext"
+fi
+cat >"$STATE/config/admission-kubeconfig.yaml" <<EOF
+# The credentials the apiserver presents to admission webhooks; '*' matches every webhook.
+apiVersion: v1
+kind: Config
+users:
+- name: '*'
+  user:
+    client-certificate: $PKI_DIR/apiserver-webhook-client.crt
+    client-key: $PKI_DIR/apiserver-webhook-client.key
+EOF
+cat >"$STATE/config/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $STATE/config/admission-kubeconfig.yaml
+EOF
 if [[ ! -s $PKI_DIR/sa.key ]]; then
   openssl genrsa -out "$PKI_DIR/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
@@ -330,6 +370,7 @@ start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
   --kubelet-client-certificate "$PKI_DIR/kubelet-client.crt" \
   --kubelet-client-key "$PKI_DIR/kubelet-client.key" \
   --kubelet-preferred-address-types InternalIP,Hostname \
+  --admission-control-config-file "$STATE/config/admission.yaml" \
   --profiling=false \
   --v 1
 
@@ -594,6 +635,7 @@ export ZASTAVA_DYN_IMAGE_DIGEST="$DYN_DIGEST"
 export ZASTAVA_NODE="$NODE_NAME"
 export ZASTAVA_APISERVER="$APISERVER_URL"
 export ZASTAVA_CA_FILE="$PKI_DIR/ca.crt"
+export ZASTAVA_WEBHOOK_CLIENT_CA="$PKI_DIR/webhook-client-ca.crt"
 export KUBECTL="$KUBECTL"
 export COSIGN="$COSIGN_BIN"
 export ORAS="$ORAS_BIN"

@@ -1,8 +1,9 @@
 //! Zastava as its users run it: `helm install` of `charts/zastava` with the images `make
 //! images` built, signed and pushed, every component in the cluster under its own
 //! ServiceAccount, RBAC and security context; the apiserver calls the webhook through its
-//! Service (kube-proxy). One test, in the order a release lives: install, admission through the
-//! Service, a webhook pod lost under load, the operator's leader lost, the observer DaemonSet's
+//! Service (kube-proxy), with the client certificate the webhook requires. One test, in the
+//! order a release lives: install, admission through the Service, the webhook's least privilege
+//! over Secrets (a key Secret's rotation through the policy's status), a webhook pod lost under load, the operator's leader lost, the observer DaemonSet's
 //! posture, an upgrade under load, an uninstall that leaves no webhook behind, a reinstall.
 //!
 //! `tests/e2e/run.sh` runs it after the host-process tests, with those processes stopped.
@@ -10,8 +11,9 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -37,6 +39,7 @@ const WEBHOOK_CONFIG: &str = "zastava-webhook";
 struct Cleanup {
     policy: String,
     namespace: String,
+    key_secret: String,
 }
 
 impl Drop for Cleanup {
@@ -46,6 +49,16 @@ impl Drop for Cleanup {
             .args(["delete", "--wait=false", "--ignore-not-found"])
             .arg(format!("zastavapolicy/{}", self.policy))
             .arg(format!("namespace/{}", self.namespace))
+            .output();
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "--wait=false",
+                "--ignore-not-found",
+                "-n",
+                NAMESPACE,
+            ])
+            .arg(format!("secret/{}", self.key_secret))
             .output();
     }
 }
@@ -180,9 +193,11 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
 
     let enforced = unique("e2e-chart");
     let policy = unique("e2e-chart");
+    let key_secret = unique("e2e-chart-key");
     let cleanup = Cleanup {
         policy: policy.clone(),
         namespace: enforced.clone(),
+        key_secret: key_secret.clone(),
     };
     create_namespace(&client, &enforced, json!({})).await;
 
@@ -194,13 +209,25 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         helm_time.as_secs_f64(),
         ready_time.as_secs_f64()
     );
-    // What the test's namespace is held to: Zastava's own signing key and an SBOM.
-    apply_policy(
-        &client,
-        &policy,
-        strict_policy(&enforced, &[&image_signing_key()], "Enforce"),
-    )
-    .await;
+    // What the test's namespace is held to: Zastava's own signing key, from a Secret of
+    // Zastava's namespace (which the webhook cannot read: the operator publishes the public
+    // key in the policy's status), and an SBOM.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let key = || -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": key_secret},
+            "stringData": {"cosign.pub": image_signing_key()},
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &key())
+        .await
+        .unwrap();
+    let mut spec = strict_policy(&enforced, &[], "Enforce");
+    spec["verify"]["signature"]["keys"] =
+        json!([{"name": "release", "secretRef": {"name": key_secret}}]);
+    apply_policy(&client, &policy, spec).await;
     wait_ready(&client, &policy, "True").await;
     let vwc = webhook_configured(&client).await;
     let service = vwc.webhooks.as_ref().unwrap()[0]
@@ -219,10 +246,81 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         other => panic!("the unsigned image: {other:?}"),
     }
 
-    // ---- one webhook pod deleted under load: no failed admission.
+    // ---- least privilege: the webhook's ServiceAccount reads its serving certificate's
+    // Secret and no other Secret of Zastava's namespace (not the CA's key, not key Secrets).
+    let webhook_sa = format!("system:serviceaccount:{NAMESPACE}:zastava-webhook");
+    for (verb, name, allowed) in [
+        ("watch", "zastava-webhook-tls", true),
+        ("get", "zastava-webhook-ca", false),
+        ("get", key_secret.as_str(), false),
+        ("list", "", false),
+    ] {
+        assert_eq!(
+            can(&client, &webhook_sa, verb, NAMESPACE, name).await,
+            allowed,
+            "{webhook_sa} {verb} secret {name:?}"
+        );
+    }
+    // A key Secret deleted: its key leaves the policy's status (the operator watches the
+    // Secrets), and admission stops trusting it; created again, it is trusted again.
+    secrets
+        .delete(&key_secret, &DeleteParams::default())
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    wait_for(
+        "the signed image to be denied once its key Secret is gone",
+        Duration::from_secs(60),
+        || async {
+            matches!(
+                admit(&client, &enforced, &signed).await,
+                Admission::Denied(_)
+            )
+            .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "key Secret deleted: its key no longer trusted after {:.1} s",
+        revoked.elapsed().as_secs_f64()
+    );
+    secrets
+        .create(&PostParams::default(), &key())
+        .await
+        .unwrap();
+    enforcing(&client, &enforced, &signed, &unsigned).await;
+
+    // ---- only the apiserver may send reviews: every admission above came through it (with
+    // the client certificate up.sh gave it); a caller without one is refused in the handshake.
     let webhooks = pods_of(&client, "webhook").await;
-    assert_eq!(webhooks.len(), 2, "{webhooks:?}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let ip = pods
+        .get(&webhooks[0])
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("the webhook pod has an IP");
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "forged", "operation": "CREATE", "namespace": enforced,
+            "object": {"kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": signed}]}}}});
+    let forged = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .post(format!("https://{ip}:8443/validate"))
+        .json(&review)
+        .send()
+        .await;
+    assert!(
+        forged.is_err(),
+        "a review without the apiserver's client certificate was answered: {forged:?}"
+    );
+
+    // ---- one webhook pod deleted under load: no failed admission.
+    assert_eq!(webhooks.len(), 2, "{webhooks:?}");
     under_load(&client, &enforced, &signed, "webhook pod deleted", async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         pods.delete(&webhooks[0], &DeleteParams::default())
@@ -391,6 +489,22 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
     enforcing(&client, &enforced, &signed, &unsigned).await;
 
     drop(cleanup);
+}
+
+/// Whether `user` may `verb` the Secret `name` (all Secrets when empty) in `namespace`, as
+/// the apiserver's authorizer answers.
+async fn can(client: &Client, user: &str, verb: &str, namespace: &str, name: &str) -> bool {
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"user": user, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{namespace}")],
+            "resourceAttributes": {"verb": verb, "resource": "secrets", "namespace": namespace, "name": name}},
+    }))
+    .unwrap();
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    api.create(&PostParams::default(), &review)
+        .await
+        .expect("a SubjectAccessReview")
+        .status
+        .is_some_and(|s| s.allowed)
 }
 
 async fn all_ready(pods: &Api<Pod>, names: &[String]) -> bool {
