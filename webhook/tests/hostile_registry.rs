@@ -1,7 +1,8 @@
 //! A hostile registry on 127.0.0.1: redirects to internal services, token realms pointing at
 //! internal addresses, bodies declared small that stream 128 MB, and answers dripping one
 //! byte a second. Every decision ends inside the deadline, reads no more than its caps, and
-//! no internal service's text reaches a message the pod author reads.
+//! no internal service's text reaches a message the pod author reads. Over TLS:
+//! `hostile_registry_tls.rs`.
 
 mod common;
 
