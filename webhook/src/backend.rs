@@ -1,6 +1,6 @@
 //! The optional external verdict: Scanner.WebService's runtime policy endpoint
 //! (`POST /api/v1/scanner/policy/runtime`, DESIGN.md "Contracts"), with a timeout and retries
-//! on transient failures (timeouts, 5xx, 429).
+//! on transient failures (timeouts, 5xx, 429); no redirect is followed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,7 +27,13 @@ pub struct Backend {
 impl Backend {
     pub fn new(cache: Option<TtlCache<(String, String), ImageResult>>, metrics: Metrics) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            // Redirects are not followed: the verdict comes from the URL the policy names, never
+            // from wherever its answer points the webhook (an internal service, which would
+            // also decide the verdict). A redirect fails the call like any other non-2xx answer.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client builds as reqwest::Client::new() does"),
             cache,
             metrics,
         }

@@ -22,7 +22,10 @@ pub enum AddressClass {
     /// `169.254.0.0/16` (cloud metadata services live here), `fe80::/10`.
     LinkLocal,
     /// RFC 1918, shared address space `100.64.0.0/10`, unique local `fc00::/7`, and what is
-    /// not routable on the internet (multicast, broadcast, reserved).
+    /// not routable on the internet (multicast, broadcast, reserved, IETF protocol
+    /// assignments `192.0.0.0/24`, benchmarking `198.18.0.0/15`, documentation
+    /// `192.0.2.0/24`, `198.51.100.0/24`, `203.0.113.0/24` and `2001:db8::/32`): whoever
+    /// answers there is on a network of its own, not the internet.
     Private,
 }
 
@@ -37,13 +40,16 @@ pub fn classify(ip: IpAddr) -> AddressClass {
 }
 
 fn classify_v4(ip: Ipv4Addr) -> AddressClass {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() || a == 0 {
         AddressClass::Loopback
     } else if ip.is_link_local() {
         AddressClass::LinkLocal
     } else if ip.is_private()
         || (a == 100 && (64..128).contains(&b))
+        || (a, b, c) == (192, 0, 0)
+        || (a == 198 && (b == 18 || b == 19))
+        || ip.is_documentation()
         || ip.is_multicast()
         || ip.is_broadcast()
         || a >= 240
@@ -60,7 +66,8 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         AddressClass::Loopback
     } else if first & 0xffc0 == 0xfe80 {
         AddressClass::LinkLocal
-    } else if first & 0xfe00 == 0xfc00 || ip.is_multicast() {
+    } else if first & 0xfe00 == 0xfc00 || ip.is_multicast() || ip.segments()[..2] == [0x2001, 0xdb8]
+    {
         AddressClass::Private
     } else {
         AddressClass::Public
@@ -161,10 +168,25 @@ mod tests {
             "224.0.0.1",
             "255.255.255.255",
             "240.0.0.1",
+            "192.0.0.8",
+            "192.0.2.2",
+            "198.18.0.1",
+            "198.19.255.254",
+            "198.51.100.7",
+            "203.0.113.9",
+            "2001:db8::1",
         ] {
             assert_eq!(class(ip), AddressClass::Private, "{ip}");
         }
-        for ip in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860::8888"] {
+        for ip in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.3.1",
+            "198.20.0.1",
+            "2001:4860::8888",
+            "2001:db9::1",
+        ] {
             assert_eq!(class(ip), AddressClass::Public, "{ip}");
         }
         assert_eq!(host_class("[::1]"), Some(AddressClass::Loopback));

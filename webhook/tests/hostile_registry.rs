@@ -1,165 +1,28 @@
-//! A hostile registry on 127.0.0.1: redirects to internal services, token realms pointing at
+//! A hostile registry on 127.0.0.1 and on a private address of the host (where the local
+//! cluster's registry listens): redirects to internal services, token realms pointing at
 //! internal addresses, bodies declared small that stream 128 MB, and answers dripping one
 //! byte a second. Every decision ends inside the deadline, reads no more than its caps, and
-//! no internal service's text reaches a message the pod author reads.
+//! no internal service's text reaches a message the pod author reads. Over TLS:
+//! `hostile_registry_tls.rs`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+mod common;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
-use bytes::Bytes;
-use clap::Parser;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use oci_client::secrets::RegistryAuth;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use zastava_crds::image::ImageReference;
-use zastava_crds::ZastavaPolicy;
-use zastava_webhook::metrics::Metrics;
-use zastava_webhook::policies::PolicySet;
-use zastava_webhook::registry::Registry;
-use zastava_webhook::server::App;
-use zastava_webhook::ServeConfig;
+use serde_json::json;
+use zastava_webhook::destination::{classify, AddressClass};
 
-/// What an internal service holds; must never appear in a message.
-const SECRET: &str = "hunter2-internal-password";
-const HUGE: usize = 128 * 1024 * 1024;
+use common::*;
 
-/// Serves `router` on a fresh port of 127.0.0.1 and returns `host:port`.
-async fn listen(router: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr.to_string()
-}
-
-/// A registry whose every answer is `answer(path)`; counts the requests it gets.
-async fn hostile(
-    answer: impl Fn(&str) -> Response + Clone + Send + Sync + 'static,
-) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    let router = Router::new().fallback(move |uri: Uri, _: HeaderMap| {
-        let answer = answer.clone();
-        let counted = counted.clone();
-        async move {
-            counted.fetch_add(1, Ordering::SeqCst);
-            answer(uri.path())
-        }
-    });
-    (listen(router).await, hits)
-}
-
-/// An internal service whose every answer carries the secret.
-async fn internal_service() -> String {
-    listen(Router::new().fallback(|| async {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("db password={SECRET}"),
-        )
-    }))
-    .await
-}
-
-fn redirect(to: String) -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
-}
-
-/// A body of `total` bytes in 1 MiB chunks, without a Content-Length.
-fn stream_of(total: usize) -> Body {
-    let chunk = Bytes::from(vec![b' '; 1024 * 1024]);
-    let chunks = total / chunk.len();
-    Body::from_stream(futures::stream::iter(
-        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    ))
-}
-
-/// One byte a second, forever.
-fn drip() -> Body {
-    Body::from_stream(futures::stream::unfold((), |_| async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        Some((Ok::<_, std::io::Error>(Bytes::from_static(b"{")), ()))
-    }))
-}
-
-fn manifest_response(body: Vec<u8>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/vnd.oci.image.manifest.v1+json",
-        )],
-        body,
-    )
-        .into_response()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn reference(text: &str) -> ImageReference {
-    ImageReference::parse(text).unwrap()
-}
-
-fn client(insecure: &str, timeout: Duration) -> Registry {
-    Registry::new(vec![insecure.to_string()], timeout, Metrics::new())
-}
-
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    config: ServeConfig,
-}
-
-/// The admission server's state, with `flags` (and decisions logged through tracing).
-fn app(flags: &[&str], spec: Value) -> Arc<App> {
-    let args = [
-        "webhook",
-        "--log-format",
-        "text",
-        "--shutdown-delay-seconds",
-        "0",
-    ]
-    .iter()
-    .chain(flags)
-    .copied();
-    let app = zastava_webhook::app(&Args::parse_from(args).config, None, None);
-    let policy: ZastavaPolicy = serde_json::from_value(json!({
-        "apiVersion": "zastava.stellaops.io/v1alpha1", "kind": "ZastavaPolicy",
-        "metadata": {"name": "base", "generation": 1}, "spec": spec,
-    }))
-    .unwrap();
-    app.set_policies(PolicySet::build(&[Arc::new(policy)]));
-    app
-}
-
-/// Decides on a Pod of `images` in `namespace`: (allowed, message, warnings, annotations).
-async fn decide(app: &App, namespace: &str, images: &[&str]) -> (bool, String, Value, Value) {
-    let containers: Vec<Value> = (images.iter().enumerate())
-        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
-        .collect();
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "u", "operation": "CREATE", "namespace": namespace,
-            "object": {"kind": "Pod", "metadata": {"name": "p"},
-                       "spec": {"containers": containers}}}});
-    let (status, body) = app.handle(review.to_string().as_bytes()).await;
-    assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    let response = &answer["response"];
-    (
-        response["allowed"].as_bool().unwrap(),
-        response["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        response["warnings"].clone(),
-        response["auditAnnotations"].clone(),
-    )
-}
+/// The fixed reason of a redirect or realm not followed (not any "refused" a server's answer
+/// may lead to, such as "credentials refused").
+const REFUSED: &str = "redirect or token realm refused";
 
 #[tokio::test]
 async fn an_image_a_registry_independent_gate_denies_is_never_fetched() {
@@ -239,7 +102,7 @@ async fn a_redirect_to_another_address_class_is_refused_before_connecting() {
         .resolve(&reference(&format!("{host}/x:y")), &RegistryAuth::Anonymous)
         .await
         .unwrap_err();
-    assert!(error.message.contains("refused"), "{error}");
+    assert!(error.message.contains(REFUSED), "{error}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -262,7 +125,7 @@ async fn a_token_realm_on_another_address_class_is_refused_before_connecting() {
         .resolve(&reference(&format!("{host}/x:y")), &RegistryAuth::Anonymous)
         .await
         .unwrap_err();
-    assert!(error.message.contains("refused"), "{error}");
+    assert!(error.message.contains(REFUSED), "{error}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
@@ -365,4 +228,233 @@ async fn a_registry_answering_a_byte_a_second_meets_the_deadline_with_the_namesp
     assert!(!allowed);
     assert!(message.contains("banned"), "{message}");
     assert!(started.elapsed() < Duration::from_millis(2000));
+}
+
+// The address classes on the real registry's kind of address. The local cluster's registry
+// listens on a private, non-loopback address of the host (10.87.0.1 on `lo` while the cluster
+// is up); the rule of `destination` is that a redirect or realm may lead to a public address
+// or to one of the registry's own class (or anywhere, when the operator allows it), so a
+// registry on loopback and one on a private address must each be kept to their own class.
+
+/// A private, non-loopback address of this machine to put a hostile registry on: the local
+/// cluster's host address (`ZASTAVA_HOST_ADDR`, 10.87.0.1 while the cluster is up), else any
+/// other address of the machine that `classify` rates private.
+fn private_address() -> Option<IpAddr> {
+    let configured = std::env::var("ZASTAVA_HOST_ADDR")
+        .ok()
+        .and_then(|a| a.parse().ok());
+    configured
+        .into_iter()
+        .chain(["10.87.0.1".parse().unwrap()])
+        .chain(local_addresses())
+        .find(|ip| {
+            classify(*ip) == AddressClass::Private && std::net::TcpListener::bind((*ip, 0)).is_ok()
+        })
+}
+
+/// The machine's own IPv4 addresses, from the kernel's local routing table.
+fn local_addresses() -> Vec<IpAddr> {
+    let table = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let lines: Vec<&str> = table.lines().collect();
+    lines
+        .windows(2)
+        .filter(|pair| pair[1].trim() == "/32 host LOCAL")
+        .filter_map(|pair| pair[0].trim().strip_prefix("|-- ")?.parse().ok())
+        .collect()
+}
+
+/// The private address, or `None` after saying why `test` is skipped.
+fn private_or_skip(test: &str) -> Option<IpAddr> {
+    let found = private_address();
+    if found.is_none() {
+        // Past the harness's capture of `eprintln!`: a skip is seen in every run.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: this machine has no private non-loopback address to put a \
+             registry on (10.87.0.1 is on lo while the local cluster is up; \
+             `ip addr add 10.87.0.1/32 dev lo` gives one); the rule itself is unit-tested in \
+             destination.rs and its loopback side here"
+        );
+    }
+    found
+}
+
+/// A registry that challenges every request with a token realm at `realm`, or without one
+/// redirects manifest requests to `to` (the request path appended).
+fn redirecting(
+    to: String,
+    realm: Option<String>,
+) -> impl Fn(&str) -> axum::response::Response + Clone + Send + Sync + 'static {
+    move |path: &str| match &realm {
+        Some(realm) => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!(r#"Bearer realm="{realm}",service="r""#),
+            )],
+            format!("registry says {SECRET}"),
+        )
+            .into_response(),
+        None if path.contains("/manifests/") => redirect(format!("{to}{path}")),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Resolves `host/x:y` with the webhook's client (plain HTTP to `host`): the error message,
+/// which must say the hop was refused, and how long it took.
+async fn refused(host: &str, registry: zastava_webhook::registry::Registry) -> String {
+    let started = Instant::now();
+    let error = registry
+        .resolve(&reference(&format!("{host}/x:y")), &RegistryAuth::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "{error}");
+    assert!(error.message.contains(REFUSED), "{error}");
+    assert!(!error.message.contains(SECRET), "{error}");
+    error.message
+}
+
+#[tokio::test]
+async fn a_registry_on_loopback_may_not_send_the_webhook_to_a_private_address() {
+    // Always: a private address that is nowhere (a connection would hang or fail otherwise).
+    let nowhere = "http://10.255.255.1:5000".to_string();
+    for realm in [None, Some(format!("{nowhere}/token"))] {
+        let (host, _) = hostile(redirecting(nowhere.clone(), realm)).await;
+        refused(&host, client(&host, Duration::from_secs(3))).await;
+    }
+    // And a live service on a private address of this machine, which must get no request.
+    let Some(private) = private_or_skip("loopback registry, live private target") else {
+        return;
+    };
+    let (internal, internal_hits) = internal_service_on(private).await;
+    for realm in [None, Some(format!("http://{internal}/token"))] {
+        let (host, hits) = hostile(redirecting(format!("http://{internal}"), realm)).await;
+        let message = refused(&host, client(&host, Duration::from_secs(3))).await;
+        assert!(message.contains("Private"), "{message}");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the registry was asked once"
+        );
+    }
+    assert_eq!(
+        internal_hits.load(Ordering::SeqCst),
+        0,
+        "the private service on {private} was contacted"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_on_a_private_address_may_not_send_the_webhook_to_loopback() {
+    let Some(private) = private_or_skip("private registry, loopback target") else {
+        return;
+    };
+    let (internal, internal_hits) = internal_service_on("127.0.0.1".parse().unwrap()).await;
+    let port = internal.rsplit(':').next().unwrap();
+    for (to, realm) in [
+        (format!("http://{internal}"), None),
+        (String::new(), Some(format!("http://{internal}/token"))),
+        (
+            String::new(),
+            Some(format!("http://localhost:{port}/token")),
+        ),
+    ] {
+        let (host, hits) = hostile_on(private, redirecting(to, realm)).await;
+        let message = refused(&host, client(&host, Duration::from_secs(3))).await;
+        assert!(message.contains("Loopback"), "{message}");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the registry was asked once"
+        );
+
+        // Through admission: a fixed reason, nothing of what the registry or service said.
+        let app = app(
+            &["--insecure-registries", &host],
+            json!({"verify": {"signature": {"required": true}}}),
+        );
+        let (allowed, message, warnings, _) = decide(&app, "team", &[&format!("{host}/x:y")]).await;
+        assert!(!allowed);
+        assert!(message.contains(REFUSED), "{message}");
+        assert!(!message.contains(SECRET), "{message}");
+        assert!(!warnings.to_string().contains(SECRET), "{warnings}");
+    }
+    assert_eq!(
+        internal_hits.load(Ordering::SeqCst),
+        0,
+        "the loopback service was contacted by a registry on {private}"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_on_a_private_address_may_use_a_realm_and_a_redirect_of_its_own_class() {
+    let Some(private) = private_or_skip("private registry, private realm") else {
+        return;
+    };
+    let digest = format!("sha256:{}", "d".repeat(64));
+    // Blob storage next to the registry, answering the redirected HEAD with the digest.
+    let served = digest.clone();
+    let (storage, storage_hits) = hostile_on(private, move |_| {
+        ([("docker-content-digest", served.clone())], "").into_response()
+    })
+    .await;
+    let (tokens, token_hits) = hostile_on(private, |_| {
+        json_response(json!({"token": "t0ken", "expires_in": 300}))
+    })
+    .await;
+    let realm = format!("http://{tokens}/token");
+    let router = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let (realm, storage) = (realm.clone(), storage.clone());
+            async move {
+                let authorized = headers
+                    .get(header::AUTHORIZATION)
+                    .is_some_and(|v| v == "Bearer t0ken");
+                if !authorized {
+                    let challenge = format!(r#"Bearer realm="{realm}",service="r""#);
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::WWW_AUTHENTICATE, challenge)],
+                    )
+                        .into_response()
+                } else if uri.path().contains("/manifests/") {
+                    redirect(format!("http://{storage}{}", uri.path()))
+                } else {
+                    StatusCode::NOT_FOUND.into_response()
+                }
+            }
+        },
+    );
+    let host = listen_on(private, router).await;
+    let resolved = client(&host, Duration::from_secs(3))
+        .resolve(&reference(&format!("{host}/x:y")), &RegistryAuth::Anonymous)
+        .await
+        .unwrap_or_else(|e| panic!("a registry on {private} was kept from its own class: {e}"));
+    assert_eq!(resolved, digest);
+    assert_eq!(token_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(storage_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_operator_may_let_a_registry_reach_internal_addresses() {
+    let Some(private) = private_or_skip("allowed internal targets") else {
+        return;
+    };
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let served = digest.clone();
+    let (storage, storage_hits) = hostile_on(private, move |_| {
+        ([("docker-content-digest", served.clone())], "").into_response()
+    })
+    .await;
+    let (host, _) = hostile(redirecting(format!("http://{storage}"), None)).await;
+    let image = reference(&format!("{host}/x:y"));
+    refused(&host, client(&host, Duration::from_secs(3))).await;
+    assert_eq!(storage_hits.load(Ordering::SeqCst), 0);
+    let allowed = client(&host, Duration::from_secs(3)).allow_internal_targets(true);
+    let resolved = allowed
+        .resolve(&image, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(resolved, digest);
+    assert_eq!(storage_hits.load(Ordering::SeqCst), 1);
 }
