@@ -115,7 +115,7 @@ pub async fn check(
     let objects: Vec<Arc<ZastavaPolicy>> = policies.iter().cloned().map(Arc::new).collect();
     let set = PolicySet::build(&objects);
     let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
-    let applying = governing(&all, namespace, labels, zastava_namespace);
+    let applying = governing(&all, namespace, Some(labels), zastava_namespace);
     let mut lookups = Lookups::new();
     if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
         for (image, parsed) in &subject.workload.references {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use zastava_crds::contracts::{
     AdmissionDecision, Decision, ImageDecision, ADMISSION_DECISION_SCHEMA,
 };
+use zastava_crds::governs::NEVER_GOVERNED;
 use zastava_crds::image::{ImageReference, RegistryPattern};
 use zastava_crds::policy::{CacheSettings, PolicyMode, ZastavaPolicySpec};
 use zastava_crds::posture::Verdict;
@@ -270,15 +271,25 @@ pub fn denied_before_lookup(policies: &[Governing<'_>], image: &ImageReference) 
     })
 }
 
-/// The policies among `all` that govern `namespace`.
+/// The policies among `all` that govern `namespace`. With its labels unknown (`None`: they
+/// could not be read in time), every policy selecting namespaces by label is taken to govern
+/// it: an outage adds checks, it never removes one.
 pub fn governing<'a>(
     all: &[Governing<'a>],
     namespace: &str,
-    labels: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
     zastava_namespace: &str,
 ) -> Vec<Governing<'a>> {
+    let none = BTreeMap::new();
     all.iter()
-        .filter(|p| p.spec.governs(namespace, labels, zastava_namespace))
+        .filter(|p| {
+            p.spec
+                .governs(namespace, labels.unwrap_or(&none), zastava_namespace)
+                || (labels.is_none()
+                    && p.spec.namespace_selector.is_some()
+                    && namespace != zastava_namespace
+                    && !NEVER_GOVERNED.contains(&namespace))
+        })
         .copied()
         .collect()
 }
@@ -811,10 +822,42 @@ mod tests {
             registries: &RegistryRules::default(),
         }];
         let labels = BTreeMap::new();
-        assert!(governing(&all, "team-a", &labels, "zastava-system").is_empty());
+        assert!(governing(&all, "team-a", Some(&labels), "zastava-system").is_empty());
         assert_eq!(
-            governing(&all, "team-b", &labels, "zastava-system").len(),
+            governing(&all, "team-b", Some(&labels), "zastava-system").len(),
             1
         );
+    }
+
+    #[test]
+    fn unknown_labels_let_every_selecting_policy_govern() {
+        let selecting = spec(json!({"namespaceSelector": {"matchLabels": {"tier": "prod"}}}));
+        let named = spec(json!({"namespaces": ["team-b"]}));
+        let rules = RegistryRules::default();
+        let all = [
+            Governing {
+                name: "selecting",
+                spec: &selecting,
+                registries: &rules,
+            },
+            Governing {
+                name: "named",
+                spec: &named,
+                registries: &rules,
+            },
+        ];
+        let names = |labels: Option<&BTreeMap<String, String>>, namespace: &str| {
+            governing(&all, namespace, labels, "zastava-system")
+                .iter()
+                .map(|g| g.name)
+                .collect::<Vec<_>>()
+        };
+        let dev = BTreeMap::from([("tier".to_string(), "dev".to_string())]);
+        assert_eq!(names(Some(&dev), "team-a"), Vec::<&str>::new());
+        assert_eq!(names(None, "team-a"), ["selecting"]);
+        assert_eq!(names(None, "team-b"), ["selecting", "named"]);
+        // Never Zastava's own namespace, nor kube-system.
+        assert_eq!(names(None, "zastava-system"), Vec::<&str>::new());
+        assert_eq!(names(None, "kube-system"), Vec::<&str>::new());
     }
 }

@@ -145,9 +145,21 @@ impl App {
 
     async fn decide(&self, review: Review, deadline: tokio::time::Instant) -> Response {
         let set = self.policy_set();
-        let labels = self.namespace_labels(&review.namespace).await;
+        // Within the deadline too: a slow API read must not leave the decision to the
+        // apiserver's timeout.
+        let labels = tokio::time::timeout_at(deadline, self.namespace_labels(&review.namespace))
+            .await
+            .ok()
+            .flatten();
         let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
-        let applying = governing(&all, &review.namespace, &labels, &self.zastava_namespace);
+        let applying = governing(
+            &all,
+            &review.namespace,
+            labels.as_ref(),
+            &self.zastava_namespace,
+        );
+        let labels_unknown = labels.is_none();
+        let labels = labels.unwrap_or_default();
 
         // Images a registry-independent gate denies are never looked up: the pod author
         // chooses the registry, and a denied one must not be contacted at all.
@@ -256,6 +268,12 @@ impl App {
             Decision::Deny => Response::deny(&review.uid, deny_message(decision)),
         };
         response.warnings = evaluation.warnings.clone();
+        if labels_unknown {
+            response.warnings.push(format!(
+                "zastava: the labels of namespace {} could not be read; every policy selecting namespaces by label was applied",
+                review.namespace
+            ));
+        }
         response.warnings.extend(
             evaluation
                 .not_checked
@@ -386,15 +404,16 @@ impl App {
     }
 
     /// The labels of `namespace`, for policies with a namespaceSelector: from the namespace
-    /// reflector, else (a namespace created a moment ago) straight from the API.
-    async fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    /// reflector, else (a namespace created a moment ago) straight from the API; `None` when
+    /// the API could not answer.
+    async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         if let Some(store) = &self.namespaces {
             if let Some(ns) = store.get(&ObjectRef::new(namespace)) {
-                return ns.metadata.labels.clone().unwrap_or_default();
+                return Some(ns.metadata.labels.clone().unwrap_or_default());
             }
         }
         let Some(client) = &self.client else {
-            return BTreeMap::new();
+            return Some(BTreeMap::new());
         };
         // Boxed: the API call's state is several KB, and carried inline it would be copied
         // with every decision's future although the reflector almost always answers.
@@ -408,14 +427,14 @@ fn facts_lifetime(facts: &Arc<RegistryFacts>) -> Lifetime {
     Lifetime::negative_if(facts.is_negative())
 }
 
-async fn labels_from_api(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+async fn labels_from_api(client: &Client, namespace: &str) -> Option<BTreeMap<String, String>> {
     let api: Api<Namespace> = Api::all(client.clone());
     match api.get_metadata_opt(namespace).await {
-        Ok(Some(ns)) => ns.metadata.labels.unwrap_or_default(),
-        Ok(None) => BTreeMap::new(),
+        Ok(Some(ns)) => Some(ns.metadata.labels.unwrap_or_default()),
+        Ok(None) => Some(BTreeMap::new()),
         Err(e) => {
             tracing::warn!(%namespace, error = %e, "cannot read namespace labels");
-            BTreeMap::new()
+            None
         }
     }
 }

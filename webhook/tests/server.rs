@@ -580,3 +580,61 @@ fn a_client_ca_bundle_that_is_not_pem_is_refused_by_name() {
         Err(ClientCaError::NotPem(_) | ClientCaError::BadCertificate(_))
     ));
 }
+
+/// A namespace the reflector does not know yet is read from the API; an API that never
+/// answers must not hold the decision past its deadline, and with the labels unknown every
+/// policy that selects namespaces by label applies (an outage adds checks, never removes one).
+#[tokio::test]
+async fn an_api_that_never_answers_the_namespace_labels_meets_the_deadline() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let client = kube::Client::try_from(kube::Config::new(api_url.parse().unwrap())).unwrap();
+    let config = ServeConfig {
+        namespace: "zastava-system".into(),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        tls_secret: "unused".into(),
+        client_ca_file: None,
+        insecure_registries: vec![],
+        registry_timeout_ms: 500,
+        decision_deadline_ms: 1000,
+        registry_allow_internal_targets: false,
+        cache_capacity: 100,
+        shutdown_delay_seconds: 0,
+        drain_seconds: 5,
+        log_format: zastava_webhook::LogFormat::Text,
+        limits: Limits::default(),
+    };
+    let app = zastava_webhook::app(&config, Some(client), None);
+    install(
+        &app,
+        json!({"namespaceSelector": {"matchLabels": {"tier": "prod"}},
+               "images": {"bannedTags": ["latest"]}}),
+    );
+    let body = serde_json::to_vec(&review(pod("busybox:latest"))).unwrap();
+    let started = std::time::Instant::now();
+    let (status, text) = tokio::time::timeout(Duration::from_secs(10), app.handle(&body))
+        .await
+        .expect("the decision outlived its deadline");
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        took < Duration::from_millis(1800),
+        "decided after {took:?}, deadline 1 s"
+    );
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("the labels of namespace team could not be read"),
+        "{answer}"
+    );
+}
