@@ -11,9 +11,10 @@ use zastava_crds::ZastavaPolicy;
 
 use crate::backend::{Answers, Backend};
 use crate::evaluate::{denied_before_lookup, evaluate, governing, Evaluation, Governing};
+use crate::limits::{DEADLINE_REASON, DEFAULT_DECISION_DEADLINE};
 use crate::metrics::Metrics;
 use crate::policies::{Evidence, Lookups, PolicySet};
-use crate::registry::Registry;
+use crate::registry::{Registry, Unavailable};
 use crate::workload::Workload;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,9 @@ pub async fn check(
     let set = PolicySet::build(&objects);
     let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
     let applying = governing(&all, namespace, Some(labels), zastava_namespace);
+    // The deadline admission has by default: what the webhook could not verify in that time
+    // it could not verify at admission either.
+    let deadline = tokio::time::Instant::now() + DEFAULT_DECISION_DEADLINE;
     let mut lookups = Lookups::new();
     if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
         for (image, parsed) in &subject.workload.references {
@@ -124,7 +128,15 @@ pub async fn check(
                 if denied_before_lookup(&applying, reference) {
                     continue;
                 }
-                let found = registry.lookup(reference, &RegistryAuth::Anonymous).await;
+                let lookup = registry.lookup(reference, &RegistryAuth::Anonymous);
+                let found = tokio::time::timeout_at(deadline, lookup)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Unavailable {
+                            registry: reference.registry.clone(),
+                            message: DEADLINE_REASON.to_string(),
+                        })
+                    });
                 lookups.insert(image.clone(), found.map(Arc::new));
             }
         }
@@ -138,7 +150,7 @@ pub async fn check(
                     namespace,
                     labels,
                     &subject.workload.distinct_images(),
-                    None,
+                    Some(deadline),
                 )
                 .await
         }
@@ -253,6 +265,50 @@ spec:
         .await
         .evaluation;
         assert_eq!(other.decision.decision, Decision::Allow);
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_never_answers_meets_the_admission_deadline() {
+        // Accepts connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let policies = load_policies("p.yaml", POLICIES).unwrap();
+        let review = REVIEW.replace("busybox", &format!("{addr}/app:1"));
+        let subject = load_subject("r.json", &review).unwrap();
+        // Each call may take a minute; the whole check may not.
+        let registry = Registry::new(
+            vec![addr.clone()],
+            std::time::Duration::from_secs(60),
+            crate::metrics::Metrics::new(),
+        );
+        let started = std::time::Instant::now();
+        let checked = check(
+            &policies,
+            &subject,
+            "payments",
+            &BTreeMap::new(),
+            "z",
+            Some(&registry),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(
+            took < DEFAULT_DECISION_DEADLINE + std::time::Duration::from_secs(1),
+            "{took:?}"
+        );
+        let e = checked.evaluation;
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert!(
+            e.decision.images[0].reasons[0].contains(DEADLINE_REASON),
+            "{:?}",
+            e.decision.images[0].reasons
+        );
     }
 
     #[test]
