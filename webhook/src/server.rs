@@ -321,7 +321,7 @@ impl App {
                 let tagged = self
                     .by_tag
                     .get_or_load(
-                        reference.tagged(),
+                        credential_scoped(reference.tagged(), namespace, pull_secrets),
                         // With the `facts` entry it came from.
                         |pinned: &Cached<_>| Lifetime {
                             until: Some(pinned.expires),
@@ -362,15 +362,19 @@ impl App {
         pull_secrets: &[String],
     ) -> Result<Cached<Arc<RegistryFacts>>, Unavailable> {
         self.facts
-            .get_or_load(reference.pinned(digest), facts_lifetime, || async {
-                let auth = self
-                    .auth(namespace, pull_secrets, &reference.registry)
-                    .await;
-                self.registry
-                    .facts(&reference.registry, &reference.repository, digest, &auth)
-                    .await
-                    .map(Arc::new)
-            })
+            .get_or_load(
+                credential_scoped(reference.pinned(digest), namespace, pull_secrets),
+                facts_lifetime,
+                || async {
+                    let auth = self
+                        .auth(namespace, pull_secrets, &reference.registry)
+                        .await;
+                    self.registry
+                        .facts(&reference.registry, &reference.repository, digest, &auth)
+                        .await
+                        .map(Arc::new)
+                },
+            )
             .await
             .map_err(|e| e.as_ref().clone())
     }
@@ -419,6 +423,17 @@ impl App {
         // with every decision's future although the reflector almost always answers.
         Box::pin(labels_from_api(client, namespace)).await
     }
+}
+
+/// The cache key of a lookup: what a registry said with a namespace's pull Secrets is that
+/// namespace's alone (another namespace could otherwise learn of a private image it has no
+/// credentials for); anonymous lookups, the common case, are shared by every namespace.
+fn credential_scoped(key: String, namespace: &str, pull_secrets: &[String]) -> String {
+    if pull_secrets.is_empty() {
+        return key;
+    }
+    // '\n' is in no image reference, namespace or Secret name.
+    format!("{key}\n{namespace}/{}", pull_secrets.join(","))
 }
 
 /// Facts that would lead to a deny (no signature or no SBOM) are kept for the short negative
