@@ -4,6 +4,7 @@ mod error;
 pub mod http;
 pub mod metrics;
 pub mod posture;
+pub mod pull_secrets;
 pub mod reconcile;
 pub mod status;
 pub mod tls;
@@ -119,6 +120,22 @@ pub struct WebhookArgs {
         env = "ZASTAVA_WEBHOOK_CONFIG_OWNER_CLUSTER_ROLE"
     )]
     pub owner_cluster_role: Option<String>,
+    /// A ClusterRole of `get secrets` the operator binds the webhook's ServiceAccount to in
+    /// every namespace but its own and kube-system (RoleBindings owned by that ClusterRole),
+    /// so the webhook reads pods' imagePullSecrets and never the Secrets of Zastava's
+    /// namespace. Unset: not managed (the webhook then reads no pull Secret unless granted).
+    #[arg(
+        long = "webhook-pull-secrets-cluster-role",
+        env = "ZASTAVA_WEBHOOK_PULL_SECRETS_CLUSTER_ROLE"
+    )]
+    pub pull_secrets_cluster_role: Option<String>,
+    /// The webhook's ServiceAccount (in Zastava's namespace) those RoleBindings name.
+    #[arg(
+        long = "webhook-service-account",
+        env = "ZASTAVA_WEBHOOK_SERVICE_ACCOUNT",
+        default_value = "zastava-webhook"
+    )]
+    pub service_account: String,
     /// How long the API server waits for the webhook before its failure policy applies.
     #[arg(long = "webhook-timeout-seconds", env = "ZASTAVA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
     pub timeout_seconds: i32,
@@ -145,6 +162,12 @@ impl WebhookArgs {
             },
             timeout_seconds: self.timeout_seconds,
             owner_cluster_role: self.owner_cluster_role.clone(),
+            pull_secrets: self.pull_secrets_cluster_role.clone().map(|cluster_role| {
+                crate::pull_secrets::Grant {
+                    cluster_role,
+                    service_account: self.service_account.clone(),
+                }
+            }),
         }
     }
 

@@ -145,6 +145,8 @@ pub struct Settings {
     /// The ClusterRole whose deletion deletes the configuration (none: it outlives the
     /// operator until someone deletes it).
     pub owner_cluster_role: Option<String>,
+    /// The webhook's access to pull Secrets, granted per namespace (none: not managed).
+    pub pull_secrets: Option<crate::pull_secrets::Grant>,
 }
 
 /// The owner reference that ties the configuration to the ClusterRole `name` of `uid`: not a
@@ -447,6 +449,7 @@ mod tests {
             },
             timeout_seconds: 5,
             owner_cluster_role: None,
+            pull_secrets: None,
         }
     }
 

@@ -150,6 +150,7 @@ class DefaultRender(unittest.TestCase):
             ("ServiceAccount", "zastava-observer"): 1,
             ("ClusterRole", "zastava-operator"): 1,
             ("ClusterRole", "zastava-webhook"): 1,
+            ("ClusterRole", "zastava-webhook-pull-secrets"): 1,
             ("ClusterRole", "zastava-observer"): 1,
             ("ClusterRoleBinding", "zastava-operator"): 1,
             ("ClusterRoleBinding", "zastava-webhook"): 1,
@@ -246,8 +247,10 @@ class DefaultRender(unittest.TestCase):
         self.assertEqual(named, {"zastava-webhook-tls", "zastava-webhook-ca", "zastava-operator"})
         owner = grants(rules(self.objects, "ClusterRole", "zastava-operator"),
                        "rbac.authorization.k8s.io", "clusterroles", "get")
-        self.assertEqual([r["resourceNames"] for r in owner], [["zastava-operator"]])
+        self.assertEqual([r["resourceNames"] for r in owner],
+                         [["zastava-operator"], ["zastava-webhook-pull-secrets"]])
         self.assertEqual(owner[0]["verbs"], ["get"])
+        self.assertEqual(owner[1]["verbs"], ["get", "bind"])
 
     def test_observer_mounts_and_environment(self):
         c = container(self.objects, "DaemonSet", "zastava-observer")
@@ -578,8 +581,9 @@ class Rbac(unittest.TestCase):
                 if "secrets" not in r["resources"] or "" not in r["apiGroups"]:
                     continue
                 if role["kind"] == "ClusterRole":
-                    # The webhook's imagePullSecrets get (issue 10 item 8); nothing else.
-                    self.assertEqual(role["metadata"]["name"], "zastava-webhook")
+                    # The webhook's imagePullSecrets get, bound per namespace by the operator
+                    # (never cluster-wide); nothing else.
+                    self.assertEqual(role["metadata"]["name"], "zastava-webhook-pull-secrets")
                     self.assertEqual(r["verbs"], ["get"], r)
                 else:
                     self.assertEqual(role["metadata"]["namespace"], NS)
@@ -598,8 +602,24 @@ class Rbac(unittest.TestCase):
     def test_no_role_escalation_verbs(self):
         for values in VARIANTS:
             for role, r in self.all_rules(values):
-                for verb in ("escalate", "bind", "impersonate"):
+                for verb in ("escalate", "impersonate"):
                     self.assertNotIn(verb, r["verbs"], r)
+                if "bind" in r["verbs"]:
+                    # Only the operator, only the webhook's pull-Secret ClusterRole.
+                    self.assertEqual(role["metadata"]["name"], "zastava-operator")
+                    self.assertEqual(r["resourceNames"], ["zastava-webhook-pull-secrets"])
+
+    def test_the_pull_secret_role_is_bound_only_by_the_operator_per_namespace(self):
+        objects = render()
+        one(objects, "ClusterRole", "zastava-webhook-pull-secrets")
+        bound = [o["roleRef"]["name"] for o in objects
+                 if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+        self.assertNotIn("zastava-webhook-pull-secrets", bound)
+        operator = args(objects, "Deployment", "zastava-operator")
+        self.assertIn("--webhook-pull-secrets-cluster-role=zastava-webhook-pull-secrets", operator)
+        self.assertIn("--webhook-service-account=zastava-webhook", operator)
+        webhook = rules(objects, "ClusterRole", "zastava-webhook")
+        self.assertFalse([r for r in webhook if "secrets" in r["resources"]], webhook)
 
     def test_bindings_bind_each_role_to_its_own_service_account(self):
         objects = render()

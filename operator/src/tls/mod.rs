@@ -21,7 +21,7 @@ use futures::{stream, Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -32,6 +32,7 @@ use time::{Duration, OffsetDateTime};
 use tokio::time::Instant;
 use zastava_crds::ZastavaPolicy;
 
+use crate::pull_secrets;
 use crate::webhook_config::{self, CaSource, Settings};
 use crate::{Error, Metrics, FIELD_MANAGER};
 use csr::CSR_LABEL;
@@ -236,6 +237,9 @@ async fn reconcile(ctx: &Context) -> Result<StdDuration, Error> {
         .await?
         .items;
     label_namespaces(ctx, &webhook_config::fail_open_namespaces(&policies)).await?;
+    if let Some(grant) = &ctx.webhook.pull_secrets {
+        grant_pull_secrets(ctx, grant).await?;
+    }
 
     let api: Api<ValidatingWebhookConfiguration> = Api::all(ctx.client.clone());
     let live = api.get_opt(&ctx.webhook.name).await?;
@@ -380,6 +384,70 @@ async fn label_namespaces(
         )
         .await?;
         tracing::info!(namespace = %name, labels = ?want, "labelled namespace");
+    }
+    Ok(())
+}
+
+/// Keeps the webhook's pull-Secret RoleBinding in every namespace but Zastava's own and
+/// kube-system ([`pull_secrets`]); the namespace watch ([`triggers`]) brings the pass forward
+/// for a new namespace. A namespace that fails is logged and retried on the next pass.
+async fn grant_pull_secrets(ctx: &Context, grant: &pull_secrets::Grant) -> Result<(), Error> {
+    let Some(uid) = Api::<ClusterRole>::all(ctx.client.clone())
+        .get_opt(&grant.cluster_role)
+        .await?
+        .and_then(|role| role.metadata.uid)
+    else {
+        tracing::warn!(cluster_role = %grant.cluster_role, "the ClusterRole granting pull Secrets does not exist; no RoleBinding written");
+        return Ok(());
+    };
+    let names: Vec<String> = Api::<Namespace>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        // A terminating namespace accepts no new object.
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .map(|n| n.name_any())
+        .collect();
+    let granted = pull_secrets::granted_namespaces(&names, &ctx.namespace);
+    let live: BTreeMap<String, RoleBinding> = Api::<RoleBinding>::all(ctx.client.clone())
+        .list(&ListParams::default().fields(&format!("metadata.name={}", pull_secrets::BINDING)))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|b| Some((b.metadata.namespace.clone()?, b)))
+        .collect();
+    let (apply, delete) = pull_secrets::plan(grant, &uid, &ctx.namespace, &granted, &live);
+    for namespace in apply {
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+        let binding = pull_secrets::desired(grant, &uid, &ctx.namespace, namespace);
+        match api
+            .patch(
+                pull_secrets::BINDING,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&binding),
+            )
+            .await
+        {
+            Ok(_) => tracing::info!(%namespace, "webhook may read the namespace's pull Secrets"),
+            Err(e) => {
+                tracing::warn!(%namespace, error = %e, "cannot write the pull-Secret RoleBinding")
+            }
+        }
+    }
+    for namespace in delete {
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &namespace);
+        match api
+            .delete(pull_secrets::BINDING, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(%namespace, "removed a pull-Secret RoleBinding from a namespace the webhook must not read")
+            }
+            Err(e) => {
+                tracing::warn!(%namespace, error = %e, "cannot delete the pull-Secret RoleBinding")
+            }
+        }
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -247,18 +248,33 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
     }
 
     // ---- least privilege: the webhook's ServiceAccount reads its serving certificate's
-    // Secret and no other Secret of Zastava's namespace (not the CA's key, not key Secrets).
+    // Secret and no other Secret of Zastava's namespace (not the CA's key, not key Secrets);
+    // pull Secrets by name in the namespaces pods are decided in (the operator's RoleBinding
+    // there), never a list.
     let webhook_sa = format!("system:serviceaccount:{NAMESPACE}:zastava-webhook");
-    for (verb, name, allowed) in [
-        ("watch", "zastava-webhook-tls", true),
-        ("get", "zastava-webhook-ca", false),
-        ("get", key_secret.as_str(), false),
-        ("list", "", false),
+    wait_for(
+        "the operator to grant the webhook the test namespace's pull Secrets",
+        Duration::from_secs(60),
+        || async {
+            can(&client, &webhook_sa, "get", &enforced, "registry-creds")
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    for (verb, namespace, name, allowed) in [
+        ("watch", NAMESPACE, "zastava-webhook-tls", true),
+        ("get", NAMESPACE, "zastava-webhook-ca", false),
+        ("get", NAMESPACE, key_secret.as_str(), false),
+        ("list", NAMESPACE, "", false),
+        ("get", "kube-system", "any", false),
+        ("get", enforced.as_str(), "registry-creds", true),
+        ("list", enforced.as_str(), "", false),
     ] {
         assert_eq!(
-            can(&client, &webhook_sa, verb, NAMESPACE, name).await,
+            can(&client, &webhook_sa, verb, namespace, name).await,
             allowed,
-            "{webhook_sa} {verb} secret {name:?}"
+            "{webhook_sa} {verb} secret {namespace}/{name:?}"
         );
     }
     // A key Secret deleted: its key leaves the policy's status (the operator watches the
@@ -456,6 +472,20 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         "webhook configuration gone {:.1} s after helm uninstall returned",
         gone.elapsed().as_secs_f64()
     );
+    // The pull-Secret RoleBindings go with the ClusterRole that owns them.
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &enforced);
+    wait_for(
+        "the pull-Secret RoleBinding to be deleted",
+        Duration::from_secs(60),
+        || async {
+            matches!(
+                bindings.get_opt("zastava-webhook-pull-secrets").await,
+                Ok(None)
+            )
+            .then_some(())
+        },
+    )
+    .await;
     let free: Api<Pod> = Api::namespaced(client.clone(), &enforced);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "after-uninstall"},
