@@ -336,9 +336,11 @@ pub struct ZastavaPolicyStatus {
     pub resolved_keys: Option<u32>,
     /// The public keys of `spec.verify.signature.keys[].secretRef` that parsed, as the operator
     /// read them from their Secrets: the webhook takes them from here and reads no Secret but
-    /// its serving certificate's. Written by the operator only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    /// its serving certificate's. Written by the operator only; always written, `[]` too
+    /// (a list the apply leaves out is nulled by Kubernetes 1.20's server-side apply, which
+    /// the schema then refuses).
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub secret_keys: Vec<PublishedKey>,
 }
 

@@ -32,9 +32,10 @@ async fn valid_policy_with_inline_and_secret_keys_becomes_ready() {
     let name = unique("e2e-valid");
     let secret_name = unique("e2e-key");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &env("ZASTAVA_NAMESPACE"));
+    let stored_key = cosign_public_key();
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": secret_name},
-        "stringData": {"cosign.pub": cosign_public_key()},
+        "stringData": {"cosign.pub": stored_key},
     }))
     .unwrap();
     secrets
@@ -57,12 +58,35 @@ async fn valid_policy_with_inline_and_secret_keys_becomes_ready() {
     assert_eq!(status.observed_generation, applied.metadata.generation);
     assert_eq!(condition(&policy, "Accepted").unwrap().status, "True");
     assert!(condition(&policy, "Stalled").is_none());
+    // The Secret's key is published for the webhook (which reads no key Secret), re-encoded.
+    assert_eq!(status.secret_keys.len(), 1, "{status:?}");
+    assert_eq!(status.secret_keys[0].name, "from-secret");
+    assert_eq!(status.secret_keys[0].pem, stored_key);
 
-    delete_policy(&client, &name).await;
+    // Deleted, its key leaves the status at once (the operator watches the Secrets; the
+    // resync is 5 minutes away).
     secrets
         .delete(&secret_name, &DeleteParams::default())
         .await
         .unwrap();
+    let api: Api<ZastavaPolicy> = Api::all(client.clone());
+    let withdrawn = std::time::Instant::now();
+    wait_for(
+        "the deleted Secret's key to leave the policy's status",
+        Duration::from_secs(30),
+        || async {
+            let p = api.get(&name).await.ok()?;
+            let status = p.status?;
+            (status.secret_keys.is_empty() && status.resolved_keys == Some(1)).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "key Secret deleted: withdrawn from the status after {:.1} s",
+        withdrawn.elapsed().as_secs_f64()
+    );
+
+    delete_policy(&client, &name).await;
 }
 
 #[tokio::test]
