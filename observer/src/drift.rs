@@ -377,6 +377,14 @@ struct Occurrence {
 /// `syft:location:0:path`, Trivy's `aquasecurity:trivy:FilePath`), CycloneDX 1.5
 /// `evidence.occurrences[].location`, and `hashes[]` with `alg: SHA-256`.
 pub fn parse_cyclonedx(json: &str) -> Result<SbomIndex, SbomError> {
+    // A derived struct would also take a JSON array, its fields by position (found by
+    // fuzzing: `["CycloneDX", [...]]` was read as a BOM).
+    if !json
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(SbomError::Json("a BOM is a JSON object".to_string()));
+    }
     let bom: Bom = serde_json::from_str(json).map_err(|e| SbomError::Json(e.to_string()))?;
     if bom.bom_format.as_deref() != Some("CycloneDX") {
         return Err(SbomError::NotCycloneDx(bom.bom_format));
@@ -942,6 +950,9 @@ mod tests {
         ));
         let empty = parse_cyclonedx(r#"{"bomFormat": "CycloneDX"}"#).unwrap();
         assert_eq!(empty.components(), 0);
+        // Not an object: the fields of a derived struct by position.
+        let array = r#"["CycloneDX", [{"type": "file", "name": "/bin/x"}]]"#;
+        assert!(matches!(parse_cyclonedx(array), Err(SbomError::Json(e)) if e.contains("object")));
     }
 
     #[test]

@@ -64,10 +64,18 @@ pub struct Review {
 /// by the parser instead of being built into a JSON tree and dropped. Fields read leniently
 /// (a missing or mistyped field is treated as absent) just as a lookup in a JSON tree would.
 pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: ReviewBody<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        Category::Data => ReviewError::Malformed(e.to_string()),
-        Category::Io | Category::Syntax | Category::Eof => ReviewError::NotJson(e.to_string()),
-    })?;
+    // Read through `Lenient`: a derived struct would also take a JSON array, its fields by
+    // position (found by fuzzing: `["admission.k8s.io/v1","AdmissionReview",{…}]` was decided).
+    let review: Lenient<ReviewBody<'_>> =
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            Category::Data => ReviewError::Malformed(e.to_string()),
+            Category::Io | Category::Syntax | Category::Eof => ReviewError::NotJson(e.to_string()),
+        })?;
+    let Lenient::Object(review) = review else {
+        return Err(ReviewError::Malformed(
+            "an AdmissionReview is a JSON object".to_string(),
+        ));
+    };
     let api_version = review.api_version.as_str().unwrap_or_default();
     let kind = review.kind.as_str().unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
@@ -452,6 +460,22 @@ mod tests {
     fn pod(image: &str) -> Value {
         json!({"kind": "Pod", "metadata": {"name": "p"},
                "spec": {"containers": [{"name": "c", "image": image}]}})
+    }
+
+    #[test]
+    fn a_review_that_is_not_a_json_object_is_malformed() {
+        let request = json!({"uid": "u1", "operation": "CREATE", "namespace": "team",
+                             "object": pod("busybox:1")});
+        let array = serde_json::to_vec(&json!(["admission.k8s.io/v1", "AdmissionReview", request]))
+            .unwrap();
+        for body in [array, b"\"AdmissionReview\"".to_vec(), b"null".to_vec()] {
+            assert_eq!(
+                decode(&body).unwrap_err(),
+                ReviewError::Malformed("an AdmissionReview is a JSON object".to_string()),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     #[test]
