@@ -91,7 +91,7 @@ def grants(rule_list: list[dict[str, Any]], group: str, resource: str, verb: str
 def rust_metric_names() -> set[str]:
     """Every `zastava_*` metric name registered in the components' Rust sources."""
     names = set()
-    for component in ("operator", "webhook", "observer", "shell"):
+    for component in ("operator", "webhook", "observer", "shell", "registry"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, component, "src")):
             for file in files:
                 if file.endswith(".rs"):

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use zastava_crds::posture::Verdict;
+use zastava_registry::distribution::read_capped;
 
 use crate::cache::{Lifetime, TtlCache};
-use crate::distribution::read_capped;
 use crate::limits::{DEADLINE_REASON, MAX_BACKEND_BODY_BYTES};
 use crate::metrics::Metrics;
 

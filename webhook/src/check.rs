@@ -8,13 +8,13 @@ use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 use serde_json::Value;
 use zastava_crds::ZastavaPolicy;
+use zastava_registry::{Registry, Unavailable};
 
 use crate::backend::{Answers, Backend};
 use crate::evaluate::{denied_before_lookup, evaluate, governing, Evaluation, Governing};
 use crate::limits::{DEADLINE_REASON, DEFAULT_DECISION_DEADLINE};
 use crate::metrics::Metrics;
 use crate::policies::{Evidence, Lookups, PolicySet};
-use crate::registry::{Registry, Unavailable};
 use crate::workload::Workload;
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +177,7 @@ pub async fn check(
 mod tests {
     use super::*;
     use zastava_crds::contracts::Decision;
+    use zastava_registry::metrics::RegistryMetrics;
 
     const POLICIES: &str = r#"
 apiVersion: v1
@@ -229,11 +230,10 @@ spec:
         let policies = load_policies("p.yaml", POLICIES).unwrap();
         let review = REVIEW.replace("busybox", "127.0.0.1:9/app:1");
         let subject = load_subject("r.json", &review).unwrap();
-        let metrics = crate::metrics::Metrics::new();
         let registry = Registry::new(
             vec!["127.0.0.1:9".into()],
             std::time::Duration::from_millis(500),
-            metrics,
+            RegistryMetrics::new(),
         );
         let checked = check(
             &policies,
@@ -285,7 +285,7 @@ spec:
         let registry = Registry::new(
             vec![addr.clone()],
             std::time::Duration::from_secs(60),
-            crate::metrics::Metrics::new(),
+            RegistryMetrics::new(),
         );
         let started = std::time::Instant::now();
         let checked = check(

@@ -9,13 +9,10 @@ pub mod backend;
 pub mod cache;
 pub mod check;
 pub mod decision_log;
-pub mod destination;
-pub mod distribution;
 pub mod evaluate;
 pub mod limits;
 pub mod metrics;
 pub mod policies;
-pub mod registry;
 pub mod server;
 pub mod tls;
 pub mod transport;
@@ -37,12 +34,12 @@ use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use zastava_crds::{RuntimePosture, ZastavaPolicy};
+use zastava_registry::Registry;
 
 use crate::backend::Backend;
 use crate::cache::{TtlCache, Ttls};
 use crate::metrics::Metrics;
 use crate::policies::{drifted_digests, PolicySet};
-use crate::registry::Registry;
 use crate::server::App;
 use crate::tls::{certified_key, CertStore, ClientRoots, TlsError};
 
@@ -144,7 +141,7 @@ pub fn app(
         registry: Registry::new(
             config.insecure_registries.clone(),
             Duration::from_millis(config.registry_timeout_ms),
-            metrics.clone(),
+            metrics.registry_calls.clone(),
         )
         .allow_internal_targets(config.registry_allow_internal_targets),
         by_tag: TtlCache::new(config.cache_capacity, ttls.clone()),

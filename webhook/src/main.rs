@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use zastava_crds::contracts::Decision;
+use zastava_registry::metrics::RegistryMetrics;
+use zastava_registry::Registry;
 use zastava_webhook::check::{check, load_policies, load_subject};
-use zastava_webhook::registry::Registry;
 use zastava_webhook::LogFormat;
 
 /// mimalloc instead of glibc malloc: a decision allocates on one runtime thread what another
@@ -161,7 +162,7 @@ fn run_check(
         Registry::new(
             insecure,
             std::time::Duration::from_secs(10),
-            zastava_webhook::metrics::Metrics::new(),
+            RegistryMetrics::new(),
         )
     });
     let runtime = tokio::runtime::Builder::new_current_thread()

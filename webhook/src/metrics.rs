@@ -3,6 +3,7 @@
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
+use zastava_registry::metrics::RegistryMetrics;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -21,10 +22,9 @@ pub struct Metrics {
     pub backend_failures: IntCounter,
     /// `zastava_runtime_backend_latency_ms{endpoint}`.
     pub backend_latency: HistogramVec,
-    /// Registry failures by kind (`unreachable`, `timeout`, `server_error`, ...).
-    pub registry_failures: IntCounterVec,
-    /// Registry calls by operation (`resolve`, `manifest`, `referrers`, `blob`, ...).
-    pub registry_latency: HistogramVec,
+    /// What the registry client records (`zastava_registry_failures_total{kind}`,
+    /// `zastava_registry_latency_seconds{operation}`), registered here.
+    pub registry_calls: RegistryMetrics,
     /// The whole decision, from body received to response ready.
     pub decision_latency: Histogram,
     /// ZastavaPolicy objects the webhook currently enforces.
@@ -90,17 +90,8 @@ impl Metrics {
                 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0,
             ],
         );
-        let registry_failures = counter_vec(
-            "zastava_registry_failures_total",
-            "Registry calls that failed, by kind",
-            &["kind"],
-        );
-        let registry_latency = histogram_vec(
-            "zastava_registry_latency_seconds",
-            "Registry call latency by operation",
-            &["operation"],
-            LATENCY_BUCKETS.to_vec(),
-        );
+        let registry_calls = RegistryMetrics::new();
+        registry_calls.register(&registry).expect("unique");
         let decision_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "zastava_admission_latency_seconds",
@@ -149,8 +140,7 @@ impl Metrics {
             fail_open,
             backend_failures,
             backend_latency,
-            registry_failures,
-            registry_latency,
+            registry_calls,
             decision_latency,
             policies,
             tls_reloads,

@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use sigstore::crypto::CosignVerificationKey;
 use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
 use zastava_crds::{RuntimePosture, ZastavaPolicy};
+use zastava_registry::{RegistryFacts, Unavailable};
 
 use crate::backend::Answers;
 use crate::evaluate::{Check, Governing, ImageFacts, RegistryRules};
-use crate::registry::{RegistryFacts, Unavailable};
 
 /// Image digests a node observer reported drifting, with where (for the deny reason).
 pub type DriftedDigests = BTreeMap<String, String>;

@@ -22,6 +22,7 @@ use kube::{Api, Client};
 use oci_client::secrets::RegistryAuth;
 use zastava_crds::contracts::Decision;
 use zastava_crds::image::ImageReference;
+use zastava_registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
@@ -31,7 +32,6 @@ use crate::evaluate::{denied_before_lookup, deny_message, evaluate, governing, G
 use crate::limits::DEADLINE_REASON;
 use crate::metrics::Metrics;
 use crate::policies::{DriftedDigests, Evidence, Lookups, PolicySet};
-use crate::registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
 use crate::tls::CertStore;
 
 /// Everything a decision needs, shared by all connections.

@@ -16,7 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use oci_client::secrets::RegistryAuth;
 use serde_json::json;
-use zastava_webhook::destination::{classify, AddressClass};
+use zastava_registry::destination::{classify, AddressClass};
 
 use common::*;
 
@@ -273,7 +273,7 @@ fn private_or_skip(test: &str) -> Option<IpAddr> {
             "{test}: skipped: this machine has no private non-loopback address to put a \
              registry on (10.87.0.1 is on lo while the local cluster is up; \
              `ip addr add 10.87.0.1/32 dev lo` gives one); the rule itself is unit-tested in \
-             destination.rs and its loopback side here"
+             registry/src/destination.rs and its loopback side here"
         );
     }
     found
@@ -302,7 +302,7 @@ fn redirecting(
 
 /// Resolves `host/x:y` with the webhook's client (plain HTTP to `host`): the error message,
 /// which must say the hop was refused, and how long it took.
-async fn refused(host: &str, registry: zastava_webhook::registry::Registry) -> String {
+async fn refused(host: &str, registry: zastava_registry::Registry) -> String {
     let started = Instant::now();
     let error = registry
         .resolve(&reference(&format!("{host}/x:y")), &RegistryAuth::Anonymous)

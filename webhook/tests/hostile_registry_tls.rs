@@ -116,7 +116,7 @@ fn digest_answer(digest: &str) -> Response {
 }
 
 /// The webhook's registry client with no plain-HTTP registry.
-fn https_client() -> zastava_webhook::registry::Registry {
+fn https_client() -> zastava_registry::Registry {
     client("none", Duration::from_secs(3))
 }
 

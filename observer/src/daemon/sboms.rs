@@ -1,9 +1,10 @@
 //! The CycloneDX SBOMs of the images running on the node: the baseline of library drift.
 //! Each image digest's SBOM is fetched once, in the background, from the image's registry
-//! with the webhook's registry client (referrers, the `sha256-<hex>` referrers tag, cosign's
-//! `.sbom` tag). Until it is known, and for images without one, library drift stays silent;
-//! an image without an SBOM is asked again after [`RECHECK_ABSENT`] (one may be attached
-//! later), a registry that could not answer after [`RETRY_FAILED`].
+//! with the registry client the webhook uses too ([`zastava_registry`]: referrers, the
+//! `sha256-<hex>` referrers tag, cosign's `.sbom` tag). Until it is known, and for images
+//! without one, library drift stays silent; an image without an SBOM is asked again after
+//! [`RECHECK_ABSENT`] (one may be attached later), a registry that could not answer after
+//! [`RETRY_FAILED`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use oci_client::secrets::RegistryAuth;
 use zastava_crds::image::ImageReference;
-use zastava_webhook::registry::Registry;
+use zastava_registry::metrics::RegistryMetrics;
+use zastava_registry::Registry;
 
 use crate::drift::{parse_cyclonedx, SbomIndex};
 use crate::metrics::Metrics;
@@ -37,11 +39,9 @@ impl Sboms {
     /// `insecure`: registries (`host:port`) spoken to over plain HTTP.
     pub fn new(insecure: Vec<String>, timeout: Duration, metrics: Metrics) -> Self {
         Self {
-            registry: Arc::new(Registry::new(
-                insecure,
-                timeout,
-                zastava_webhook::metrics::Metrics::new(),
-            )),
+            // The registry client's metrics are registered nowhere: the observer's /metrics
+            // counts SBOM fetches by result (`zastava_observer_sbom_fetches_total`) instead.
+            registry: Arc::new(Registry::new(insecure, timeout, RegistryMetrics::new())),
             states: Arc::default(),
             metrics,
         }

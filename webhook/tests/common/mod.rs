@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use zastava_crds::image::ImageReference;
 use zastava_crds::ZastavaPolicy;
-use zastava_webhook::metrics::Metrics;
+use zastava_registry::metrics::RegistryMetrics;
+use zastava_registry::Registry;
 use zastava_webhook::policies::PolicySet;
-use zastava_webhook::registry::Registry;
 use zastava_webhook::server::App;
 use zastava_webhook::ServeConfig;
 
@@ -137,7 +137,7 @@ pub fn reference(text: &str) -> ImageReference {
 
 /// The webhook's registry client, speaking plain HTTP to `insecure` only.
 pub fn client(insecure: &str, timeout: Duration) -> Registry {
-    Registry::new(vec![insecure.to_string()], timeout, Metrics::new())
+    Registry::new(vec![insecure.to_string()], timeout, RegistryMetrics::new())
 }
 
 #[derive(Parser)]

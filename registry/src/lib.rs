@@ -1,3 +1,12 @@
+//! zastava-registry: talking to OCI registries, for the webhook (tags, signatures, SBOM
+//! referrers of the images it admits) and the observer (the SBOMs of the images it watches).
+//!
+//! The crate root is the registry client ([`Registry`]) and what it finds out; beneath it,
+//! [`distribution`] speaks the HTTP side of the distribution API for one registry and
+//! credential, [`destination`] holds the rules against server-side request forgery that every
+//! redirect and token realm passes, [`limits`] every cap on what a registry sends, and
+//! [`metrics`] the two metrics the client records.
+//!
 //! What the registry says about an image, fetched over the OCI distribution API: the digest a
 //! tag resolves to, the cosign signatures attached to that digest (the `sha256-<hex>.sig` tag
 //! and OCI 1.1 referrers), the SBOMs attached to it (referrers — the API, or the
@@ -7,6 +16,11 @@
 //! The facts are independent of any policy; [`RegistryFacts::signed_by`] and
 //! [`RegistryFacts::has_sbom`] answer one policy's question from them, so one registry round
 //! trip serves every policy and the result can be cached per digest.
+
+pub mod destination;
+pub mod distribution;
+pub mod limits;
+pub mod metrics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,7 +38,7 @@ use crate::distribution::{Endpoint, FetchError};
 use crate::limits::{
     MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES, MAX_REFERRERS, MAX_SBOM_BYTES, MAX_SIGNATURE_LAYERS,
 };
-use crate::metrics::Metrics;
+use crate::metrics::RegistryMetrics;
 
 pub const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -183,14 +197,14 @@ pub struct Registry {
     allow_internal: bool,
     timeout: Duration,
     endpoints: tokio::sync::Mutex<HashMap<(String, u64), Arc<Endpoint>>>,
-    metrics: Metrics,
+    metrics: RegistryMetrics,
 }
 
 impl Registry {
     /// `insecure` lists the registries (`host:port`) spoken to over plain HTTP; no other
     /// registry is, and no redirect or realm leads from HTTPS to HTTP. `timeout` bounds each
     /// registry operation (the decision's deadline bounds them all together).
-    pub fn new(insecure: Vec<String>, timeout: Duration, metrics: Metrics) -> Self {
+    pub fn new(insecure: Vec<String>, timeout: Duration, metrics: RegistryMetrics) -> Self {
         Self {
             insecure,
             allow_internal: false,
@@ -596,7 +610,7 @@ impl Registry {
             .await
             .unwrap_or(Err(FetchError::TimedOut));
         self.metrics
-            .registry_latency
+            .latency
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());
         match result {
@@ -611,7 +625,7 @@ impl Registry {
 
     fn unavailable(&self, registry: &str, operation: &str, error: FetchError) -> Unavailable {
         self.metrics
-            .registry_failures
+            .failures
             .with_label_values(&[error.kind()])
             .inc();
         tracing::info!(%registry, operation, %error, "registry gave no usable answer");
