@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E := tests/e2e
 
-.PHONY: help demo demo-down test lint unit e2e crds build images cluster-up cluster-down bench-webhook bench-observer
+.PHONY: help demo demo-down test lint unit e2e crds build images cluster-up cluster-down bench-webhook bench-observer fuzz fuzz-smoke
 
 help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
@@ -19,6 +19,8 @@ help:
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
 	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS"
+	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 300) from the committed corpus; FUZZ_MERGE=1 keeps new coverage"
+	@echo "make fuzz-smoke    the committed corpora replayed and each target fuzzed 10 s (part of make test)"
 
 demo:
 	bash $(E2E)/demo.sh
@@ -26,7 +28,7 @@ demo:
 demo-down:
 	bash $(E2E)/demo.sh down
 
-test: lint unit chart-test image-test e2e
+test: lint unit fuzz-smoke chart-test image-test e2e
 
 lint: rust-toolchain
 	$(CARGO) fmt --all -- --check
@@ -37,6 +39,13 @@ unit: rust-toolchain
 
 e2e:
 	bash $(E2E)/run.sh
+
+FUZZ_SECONDS ?= 300
+fuzz:
+	bash fuzz/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	bash fuzz/fuzz.sh 10
 
 crds:
 	$(CARGO) run --quiet --locked -p zastava-crds --bin crdgen -- crds charts/zastava/crds

@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::error::Category;
 use zastava_crds::policy::DriftKinds;
 use zastava_crds::posture::{DriftFinding, DriftKind, Evidence};
 
@@ -322,8 +323,9 @@ pub enum SbomError {
     /// Not JSON, or not shaped like a CycloneDX BOM. (The cause is part of the message.)
     #[error("not CycloneDX JSON: {0}")]
     Json(String),
-    /// `bomFormat` is missing or not `CycloneDX`.
-    #[error("not a CycloneDX BOM: bomFormat is {0:?}")]
+    /// `bomFormat` is missing or not `CycloneDX` (the value is kept for the caller, but not
+    /// shown: the registry controls it).
+    #[error("not a CycloneDX BOM: bomFormat is missing or not \"CycloneDX\"")]
     NotCycloneDx(Option<String>),
 }
 
@@ -385,7 +387,16 @@ pub fn parse_cyclonedx(json: &str) -> Result<SbomIndex, SbomError> {
     {
         return Err(SbomError::Json("a BOM is a JSON object".to_string()));
     }
-    let bom: Bom = serde_json::from_str(json).map_err(|e| SbomError::Json(e.to_string()))?;
+    // Where and what kind of error, never serde_json's text: it quotes the SBOM's strings,
+    // which the registry controls, at any length (found by fuzzing).
+    let bom: Bom = serde_json::from_str(json).map_err(|e| {
+        let what = match e.classify() {
+            Category::Syntax | Category::Io => "a syntax error",
+            Category::Eof => "the text ends early",
+            Category::Data => "a field of the wrong type",
+        };
+        SbomError::Json(format!("{what} at line {} column {}", e.line(), e.column()))
+    })?;
     if bom.bom_format.as_deref() != Some("CycloneDX") {
         return Err(SbomError::NotCycloneDx(bom.bom_format));
     }
@@ -953,6 +964,17 @@ mod tests {
         // Not an object: the fields of a derived struct by position.
         let array = r#"["CycloneDX", [{"type": "file", "name": "/bin/x"}]]"#;
         assert!(matches!(parse_cyclonedx(array), Err(SbomError::Json(e)) if e.contains("object")));
+        // The registry's strings are not quoted back.
+        let err = parse_cyclonedx(r#"{"bomFormat": "SECRET"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("SECRET"), "{err}");
+        let hostile = r#"{"bomFormat": "CycloneDX", "components": [{"properties": "SECRET"}]}"#;
+        let err = parse_cyclonedx(hostile).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "not CycloneDX JSON: a field of the wrong type at line 1 column 65"
+        );
     }
 
     #[test]

@@ -140,8 +140,10 @@ const MAX_LINE_WARNINGS: usize = 16;
 /// reported in `warnings` and skipped; they never fail the rest.
 pub fn parse_maps(text: &[u8]) -> ProcessMaps {
     let mut maps = Builder::default();
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    // A text of one newline is one (empty) line, as the streaming reader counts it (found by
+    // fuzzing the two against each other).
     if !text.is_empty() {
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
         for raw in text.split(|&b| b == b'\n') {
             maps.line(raw);
         }
@@ -711,6 +713,15 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let text = MAPS.trim_end();
         let read = read_maps(text.as_bytes(), &MapsCaps::default()).unwrap();
         assert_eq!(read.files, parse_maps(MAPS.as_bytes()).files);
+    }
+
+    #[test]
+    fn empty_lines_count_the_same_streamed_or_whole() {
+        for text in ["", "\n", "\n\n", "x", "x\n", "\nx"] {
+            let read = read_maps(text.as_bytes(), &MapsCaps::default()).unwrap();
+            assert_eq!(read, parse_maps(text.as_bytes()), "{text:?}");
+        }
+        assert_eq!(parse_maps(b"\n").lines, 1);
     }
 
     #[test]
