@@ -192,7 +192,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        zastava_shell::render(&self.registry)
+        zastava_process::render(&self.registry)
     }
 
     /// Counts a write's outcome.

@@ -1150,7 +1150,7 @@ async fn excerpt(mut response: reqwest::Response) -> String {
         }
     }
     let text = String::from_utf8_lossy(&body);
-    zastava_shell::events::truncate(&text, BODY_EXCERPT_BYTES)
+    zastava_process::events::truncate(&text, BODY_EXCERPT_BYTES)
 }
 
 /// The lines as NDJSON (each ending in a newline), gzip-compressed.

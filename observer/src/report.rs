@@ -23,7 +23,7 @@ use zastava_crds::posture::{
     ObservedContainer, ObservedFile, ProcessPosture,
 };
 use zastava_crds::RuntimePosture;
-use zastava_shell::events::{truncate, EventPublisher, MAX_NOTE_BYTES};
+use zastava_process::events::{truncate, EventPublisher, MAX_NOTE_BYTES};
 
 use crate::daemon::workload::Workload;
 use crate::entrytrace::{EntryTrace, TraceStep};

@@ -6,8 +6,13 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        cause: std::io::Error,
+    },
     #[error("probe server: {0}")]
-    Http(#[from] std::io::Error),
+    Probes(std::io::Error),
     #[error("webhook certificate: {0}")]
     Cert(#[from] CertError),
 }

@@ -1,7 +1,6 @@
 //! zastava-operator: reconciles `ZastavaPolicy` objects, one active replica at a time.
 
 mod error;
-pub mod http;
 pub mod metrics;
 pub mod posture;
 pub mod pull_secrets;
@@ -12,7 +11,6 @@ pub mod validate;
 pub mod webhook_config;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +20,7 @@ use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use zastava_crds::ZastavaPolicy;
+use zastava_process::probes::{self, Flag, Probes};
 
 pub use error::Error;
 pub use metrics::Metrics;
@@ -228,22 +227,36 @@ fn default_identity() -> String {
 /// Lease is released so a standby takes over at once.
 pub async fn run(config: Config) -> Result<(), Error> {
     let metrics = Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    let api_answers = Flag::default();
+    let probes = Probes::new({
+        let metrics = metrics.clone();
+        move || metrics.render()
+    })
+    .ready_when({
+        let api_answers = api_answers.clone();
+        move || {
+            api_answers
+                .is_set()
+                .then_some(())
+                .ok_or("not ready: API server or CRDs not reachable yet")
+        }
+    });
+    let listener = probes::bind(config.http_addr)
+        .await
+        .map_err(|cause| Error::Listen {
+            addr: config.http_addr,
+            cause,
+        })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        zastava_shell::shutdown_signal().await;
+        zastava_process::shutdown_signal().await;
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
-
-    let probes = http::Probes {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-    };
-    let server = tokio::spawn(http::serve(config.http_addr, probes, stop_rx.clone()));
+    let server = tokio::spawn(probes::serve(listener, probes, stop_rx.clone()));
 
     let client = Client::try_default().await?;
-    if !wait_for_api(&client, &ready, stop_rx.clone()).await {
+    if !wait_for_api(&client, &api_answers, stop_rx.clone()).await {
         return finish(server).await;
     }
 
@@ -338,12 +351,12 @@ pub async fn run(config: Config) -> Result<(), Error> {
 
 /// Waits until the API server answers and serves the ZastavaPolicy CRD; false when asked to
 /// stop first.
-async fn wait_for_api(client: &Client, ready: &AtomicBool, stop: watch::Receiver<bool>) -> bool {
+async fn wait_for_api(client: &Client, ready: &Flag, stop: watch::Receiver<bool>) -> bool {
     let api: Api<ZastavaPolicy> = Api::all(client.clone());
     loop {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => {
-                ready.store(true, Ordering::Relaxed);
+                ready.set(true);
                 return true;
             }
             Err(e) => {
@@ -365,7 +378,7 @@ async fn stopped_within(mut stop: watch::Receiver<bool>, period: Duration) -> bo
 
 async fn finish(server: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<(), Error> {
     match server.await {
-        Ok(result) => result.map_err(Error::from),
+        Ok(result) => result.map_err(Error::Probes),
         Err(e) => {
             tracing::error!(error = %e, "probe server task failed");
             Ok(())

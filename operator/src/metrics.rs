@@ -134,7 +134,7 @@ impl Metrics {
 
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> String {
-        zastava_shell::render(&self.registry)
+        zastava_process::render(&self.registry)
     }
 }
 

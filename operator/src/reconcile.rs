@@ -21,7 +21,7 @@ use zastava_crds::{ZastavaPolicy, ZastavaPolicyStatus};
 use crate::status::{policy_conditions, transition_event};
 use crate::validate::{assess, referenced_secrets, SecretData};
 use crate::{Error, Metrics, FIELD_MANAGER};
-use zastava_shell::events::EventPublisher;
+use zastava_process::events::EventPublisher;
 
 /// How often an accepted policy is looked at again, so a deleted or edited key Secret shows.
 const RESYNC: Duration = Duration::from_secs(300);

@@ -731,7 +731,7 @@ mod tests {
             "{note}"
         );
         assert!(note.contains("failOpenNamespaces"), "{note}");
-        assert!(note.len() <= zastava_shell::events::MAX_NOTE_BYTES);
+        assert!(note.len() <= zastava_process::events::MAX_NOTE_BYTES);
     }
 
     /// What the API server returns for an applied configuration: the desired fields plus

@@ -34,6 +34,7 @@ use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use zastava_crds::{RuntimePosture, ZastavaPolicy};
+use zastava_process::probes::{self, Probes};
 use zastava_registry::Registry;
 
 use crate::backend::Backend;
@@ -204,7 +205,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     let delay = Duration::from_secs(config.shutdown_delay_seconds);
     let closing = app.clone();
     tokio::spawn(async move {
-        zastava_shell::shutdown_signal().await;
+        zastava_process::shutdown_signal().await;
         closing.closing.store(true, Ordering::Relaxed);
         tracing::info!(
             ?delay,
@@ -215,21 +216,34 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
         let _ = stop_tx.send(true);
     });
 
-    let probes = TcpListener::bind(config.http_addr)
+    let probes = Probes::new({
+        let app = app.clone();
+        move || app.metrics.render()
+    })
+    .ready_when({
+        let app = app.clone();
+        move || {
+            (!app.closing.load(Ordering::Relaxed))
+                .then_some(())
+                .ok_or("shutting down")
+        }
+    })
+    .ready_when({
+        let app = app.clone();
+        move || {
+            app.ready
+                .load(Ordering::Relaxed)
+                .then_some(())
+                .ok_or("policies not synced or no serving certificate yet")
+        }
+    });
+    let probe_listener = probes::bind(config.http_addr)
         .await
         .map_err(|error| Error::Listen {
             addr: config.http_addr,
             error,
         })?;
-    let mut probe_stop = stop_rx.clone();
-    let probe_router = server::probe_router(app.clone());
-    let probe_server = tokio::spawn(async move {
-        axum::serve(probes, probe_router)
-            .with_graceful_shutdown(async move {
-                let _ = probe_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let probe_server = tokio::spawn(probes::serve(probe_listener, probes, stop_rx.clone()));
 
     tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
     tokio::spawn(sync_drifted(client.clone(), app.clone()));

@@ -150,7 +150,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        zastava_shell::render(&self.registry)
+        zastava_process::render(&self.registry)
     }
 }
 

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::PartialObjectMeta;
@@ -478,36 +478,5 @@ pub fn admission_router(app: Arc<App>) -> Router {
     Router::new()
         .route("/validate", post(validate))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(app)
-}
-
-/// `/healthz`, `/readyz` and `/metrics` on the plain-HTTP port.
-pub fn probe_router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(app): State<Arc<App>>| async move {
-                if app.closing.load(Ordering::Relaxed) {
-                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-                } else if app.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "policies not synced or no serving certificate yet\n",
-                    )
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(app): State<Arc<App>>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    app.metrics.render(),
-                )
-            }),
-        )
         .with_state(app)
 }

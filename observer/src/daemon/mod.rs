@@ -11,7 +11,6 @@
 //! writes.
 
 pub mod fallback;
-pub mod http;
 pub mod inventory;
 pub mod observe;
 pub mod rules;
@@ -21,7 +20,6 @@ pub mod workload;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +35,7 @@ use zastava_crds::posture::{
     DriftFinding, Inventory, NodeObservation, ObservedContainer, ProcessPosture,
 };
 use zastava_crds::ZastavaPolicy;
+use zastava_process::probes::{self, Flag, Heartbeat, Probes};
 
 use crate::cri::{
     self, ContainerDetails, CriClient, ImageDetails, RuntimeContainer, RuntimeVersion,
@@ -159,6 +158,9 @@ impl Config {
     }
 }
 
+/// A loop that has not finished a round for this long is stuck, and `/healthz` fails (a round
+/// is bounded by the CRI and API call timeouts, far below this).
+const STUCK_AFTER: Duration = Duration::from_secs(120);
 /// A posture is written at most this often.
 const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -281,16 +283,42 @@ struct Daemon {
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<()> {
     let metrics = Metrics::new();
-    let probes = http::Probes::new(metrics.clone());
-    let listener = http::bind(config.http_addr).await?;
+    let runtime_answers = Flag::default();
+    let heartbeat = Heartbeat::new(STUCK_AFTER);
+    let probes = Probes::new({
+        let metrics = metrics.clone();
+        move || metrics.render()
+    })
+    .live_when({
+        let heartbeat = heartbeat.clone();
+        move || {
+            (!heartbeat.is_stuck())
+                .then_some(())
+                .ok_or("the observation loop is stuck")
+        }
+    })
+    .ready_when({
+        let runtime_answers = runtime_answers.clone();
+        move || {
+            runtime_answers
+                .is_set()
+                .then_some(())
+                .ok_or("not ready: the container runtime or the Kubernetes API does not answer yet")
+        }
+    });
+    let listener = probes::bind(config.http_addr)
+        .await
+        .map_err(|cause| Error::Listen {
+            addr: config.http_addr,
+            cause,
+        })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        zastava_shell::shutdown_signal().await;
+        zastava_process::shutdown_signal().await;
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     });
-    let server = tokio::spawn(http::serve(listener, probes.clone(), stop_rx.clone()));
-    tracing::info!(addr = %config.http_addr, "serving /metrics, /healthz, /readyz");
+    let server = tokio::spawn(probes::serve(listener, probes, stop_rx.clone()));
 
     let outbox = match config.backend_url.as_deref().filter(|u| !u.is_empty()) {
         None => None,
@@ -413,8 +441,8 @@ pub async fn run(config: Config) -> Result<()> {
                 false
             }
         };
-        probes.ready.store(ready, Ordering::Relaxed);
-        probes.round_done();
+        runtime_answers.set(ready);
+        heartbeat.beat();
     }
     if let Some(outbox) = daemon.outbox.take() {
         // Its last flush; what it cannot send stays on disk for the next start.

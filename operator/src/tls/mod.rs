@@ -41,7 +41,7 @@ use rotation::{
     ca_renewal, expiry, next_check, previous_ca_retires_at, renewal_time, serving_renewal,
     wait_for_publication, CaRenewal, Observed, RenewReason, Renewal, ServingCert,
 };
-use zastava_shell::events::EventPublisher;
+use zastava_process::events::EventPublisher;
 
 /// Field manager of the TLS Secrets and CertificateSigningRequests.
 pub const TLS_FIELD_MANAGER: &str = "zastava-operator-tls";

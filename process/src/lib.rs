@@ -1,7 +1,9 @@
-//! The shell the operator, the webhook and the observer share: how they file Kubernetes
-//! Events, stop on a signal and expose their metrics. Their logic stays in their own crates.
+//! What every Zastava process has, whichever binary it runs: how it files Kubernetes Events,
+//! stops on a signal, serves its probes and renders its metrics. The operator's, the webhook's
+//! and the observer's logic stays in their own crates.
 
 pub mod events;
+pub mod probes;
 
 /// Resolves on SIGTERM or SIGINT (only SIGINT when SIGTERM cannot be listened for).
 pub async fn shutdown_signal() {
