@@ -1,12 +1,14 @@
 //! Helpers of the webhook's end-to-end tests: manifests, and a namespace governed by a strict
 //! policy of its own.
 
+use std::time::Duration;
+
 use kube::Client;
 use serde_json::{json, Value};
 
 use crate::{
-    apply_policy, client, create_namespace, delete_namespace, delete_policy, env, unique,
-    wait_ready, CosignKeys,
+    apply_policy, client, create_namespace, delete_namespace, delete_policy, env,
+    kubectl_apply_args, unique, wait_for, wait_ready, CosignKeys,
 };
 
 /// A Pod running `image` (pulled every time, so the registry is asked).
@@ -82,6 +84,7 @@ impl Governed {
         )
         .await;
         wait_ready(&client, &policy, "True").await;
+        wait_in_force(&ns).await;
         Self {
             client,
             ns,
@@ -94,6 +97,31 @@ impl Governed {
         delete_policy(&self.client, &self.policy).await;
         delete_namespace(&self.client, &self.ns).await;
     }
+}
+
+/// Waits until admission in `namespace` goes through the webhook under its policy: the
+/// ValidatingWebhookConfiguration has no webhooks while no policy exists (a test binary whose
+/// tests run alone starts from there), and the operator, the apiserver and the webhook pick a
+/// new policy up a moment after it is Ready. Probes with a server-side dry run of a Pod whose `latest` tag the
+/// strict policy bans (decided before any registry call), in a repository no test uses.
+async fn wait_in_force(namespace: &str) {
+    let repository = format!("{}/e2e/in-force-probe", env("ZASTAVA_REGISTRY"));
+    let probe = pod(namespace, "in-force-probe", &format!("{repository}:latest"));
+    wait_for(
+        "the webhook deciding under the namespace's policy",
+        Duration::from_secs(60),
+        || {
+            // Denied (Enforce) or admitted with warnings (Audit): the decision is logged.
+            let _ = kubectl_apply_args(&probe, &["--dry-run=server"]);
+            let in_force = logged_decisions(namespace, &repository).iter().any(|d| {
+                d["decision"]["images"][0]["reasons"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            });
+            async move { in_force.then_some(()) }
+        },
+    )
+    .await;
 }
 
 /// The webhook's decision lines so far on images of `repository` in `namespace`, oldest
