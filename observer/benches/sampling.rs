@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use zastava_crds::policy::DriftKinds;
 use zastava_crds::posture::{Inventory, ObservedContainer};
+use zastava_observer::daemon::netns::NetNamespaces;
 use zastava_observer::daemon::observe::{self, Collect, ProcessTable};
 use zastava_observer::drift::{self, Baseline, ContainerRef};
 use zastava_observer::entrytrace;
@@ -618,7 +619,9 @@ fn rss_child(pids: &str) {
     let mut finding_count = 0;
     // What the daemon keeps of its last posture write.
     let mut written = None;
+    let nets = NetNamespaces::new();
     for _ in 0..RSS_ROUNDS {
+        nets.begin_round();
         let t = Instant::now();
         // The daemon scans the process table every round; each helper is alone in its
         // "container" here (they all share this machine's cgroup, so the cgroup members
@@ -629,6 +632,7 @@ fn rss_child(pids: &str) {
             proc_root: &proc_root,
             host_root: &host_root,
             cache: &cache,
+            nets: &nets,
             limits,
         };
         let now = report::now();

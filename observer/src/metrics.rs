@@ -1,7 +1,8 @@
 //! The observer's Prometheus registry (DESIGN.md names; dots become underscores).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Counter, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
 #[derive(Clone)]
@@ -47,6 +48,10 @@ pub struct Metrics {
     /// `timeout` (a container's sample, trace or observation not back within
     /// `CONTAINER_TIME_LIMIT`).
     pub partial_results: IntCounterVec,
+    /// Wall time of each drift round (every container observed and compared).
+    pub drift_round_seconds: Histogram,
+    /// CPU time (user + system, the whole process) spent during drift rounds.
+    pub drift_round_cpu_seconds: Counter,
 }
 
 impl Metrics {
@@ -151,6 +156,21 @@ impl Metrics {
             &["what"],
         )
         .expect("valid metric");
+        let drift_round_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "zastava_observer_drift_round_seconds",
+                "Wall time of the drift rounds (every tracked container observed and compared)",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        let drift_round_cpu_seconds = Counter::new(
+            "zastava_observer_drift_round_cpu_seconds_total",
+            "CPU time (user and system, the whole process) spent during drift rounds",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(runtime_events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(proc_maps_samples.clone()),
@@ -166,6 +186,8 @@ impl Metrics {
             Box::new(buffered_events.clone()),
             Box::new(entrytrace_depth.clone()),
             Box::new(partial_results.clone()),
+            Box::new(drift_round_seconds.clone()),
+            Box::new(drift_round_cpu_seconds.clone()),
         ] {
             registry
                 .register(collector)
@@ -187,6 +209,8 @@ impl Metrics {
             buffered_events,
             entrytrace_depth,
             partial_results,
+            drift_round_seconds,
+            drift_round_cpu_seconds,
         }
     }
 

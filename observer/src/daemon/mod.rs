@@ -12,6 +12,7 @@
 
 pub mod fallback;
 pub mod inventory;
+pub mod netns;
 pub mod observe;
 pub mod rules;
 pub mod sboms;
@@ -265,6 +266,8 @@ struct Daemon {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     policies: Store<ZastavaPolicy>,
     cache: Arc<HashCache>,
+    /// The network namespaces' socket tables, kept between drift rounds.
+    nets: Arc<netns::NetNamespaces>,
     sboms: sboms::Sboms,
     metrics: Metrics,
     tracked: BTreeMap<String, Tracked>,
@@ -397,6 +400,7 @@ pub async fn run(config: Config) -> Result<()> {
         namespaces,
         policies,
         cache: Arc::new(HashCache::default()),
+        nets: Arc::new(netns::NetNamespaces::new()),
         sboms: sboms::Sboms::new(
             config.insecure_registries.clone(),
             Duration::from_millis(config.registry_timeout_ms),
@@ -573,8 +577,18 @@ impl Daemon {
             .last_drift
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.config.drift_interval_ms));
         if drift_due {
-            self.last_drift = Some(Instant::now());
+            let started = Instant::now();
+            let cpu = process_cpu_seconds();
+            self.last_drift = Some(started);
             self.detect_drift().await;
+            self.metrics
+                .drift_round_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let (Some(before), Some(after)) = (cpu, process_cpu_seconds()) {
+                self.metrics
+                    .drift_round_cpu_seconds
+                    .inc_by((after - before).max(0.0));
+            }
         }
         self.report().await;
         self.metrics.containers.set(self.tracked.len() as i64);
@@ -999,6 +1013,8 @@ impl Daemon {
         let proc_root = self.config.proc_root.clone();
         let host_root = self.config.host_root.clone();
         let cache = self.cache.clone();
+        let nets = self.nets.clone();
+        nets.begin_round();
         let limits = self.config.limits();
         let sample_opts = SampleOptions {
             proc_root: proc_root.clone(),
@@ -1031,10 +1047,11 @@ impl Daemon {
         let mut detected = Vec::with_capacity(jobs.len());
         for job in jobs {
             let id = job.id.clone();
-            let (proc_root, host_root, cache, table, sample_opts) = (
+            let (proc_root, host_root, cache, nets, table, sample_opts) = (
                 proc_root.clone(),
                 host_root.clone(),
                 cache.clone(),
+                nets.clone(),
                 table.clone(),
                 sample_opts.clone(),
             );
@@ -1043,6 +1060,7 @@ impl Daemon {
                     proc_root: &proc_root,
                     host_root: &host_root,
                     cache: &cache,
+                    nets: &nets,
                     limits,
                 };
                 let pids = table.members(job.pid);
@@ -1238,6 +1256,13 @@ impl Daemon {
             }
         }
     }
+}
+
+/// User and system CPU time of this process so far (`/proc/self/stat`), or `None` when it
+/// cannot be read (the drift round's CPU metric is then left alone).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 fn is_not_found(e: &kube::Error) -> bool {

@@ -7,7 +7,7 @@
 //! is read is simply not part of the observation; files are hashed within the container's
 //! [`Limits`] through the node-wide [`HashCache`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -15,15 +15,14 @@ use std::path::{Path, PathBuf};
 
 use zastava_crds::policy::DriftKinds;
 
+use super::netns::NetNamespaces;
 use crate::confined::Root;
-use crate::drift::{
-    parse_proc_net, ExecutableFile, MappedLibrary, NetTable, Observed, RunningProcess, Socket,
-};
+use crate::drift::{ExecutableFile, MappedLibrary, Observed, RunningProcess};
 use crate::error::Error;
 use crate::hashing::{open_regular, Budget, HashCache, Limits};
 use crate::limits::{
-    MAX_ARGV0_BYTES, MAX_CGROUP_BYTES, MAX_FDS, MAX_MOUNTINFO_BYTES, MAX_NET_BYTES,
-    MAX_NET_ENTRIES, MAX_UPPER_DEPTH, MAX_UPPER_ENTRIES,
+    MAX_ARGV0_BYTES, MAX_CGROUP_BYTES, MAX_FDS, MAX_MOUNTINFO_BYTES, MAX_UPPER_DEPTH,
+    MAX_UPPER_ENTRIES,
 };
 use crate::sample::{self, read_capped, ProcessSample, SampleOptions};
 
@@ -80,6 +79,8 @@ pub struct Collect<'a> {
     /// upper dirs are host paths.
     pub host_root: &'a Path,
     pub cache: &'a HashCache,
+    /// The node's network namespaces' socket tables, kept between rounds.
+    pub nets: &'a NetNamespaces,
     pub limits: Limits,
 }
 
@@ -189,7 +190,7 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
         }
     }
     if kinds.network {
-        let mut inodes: HashSet<u64> = HashSet::new();
+        let mut inodes = BTreeSet::new();
         for &pid in pids {
             let (found, capped) = socket_inodes(c.proc_root, pid);
             inodes.extend(found);
@@ -200,38 +201,14 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
                 ));
             }
         }
-        for table in NetTable::ALL {
-            let path = main_dir.join("net").join(table.file_name());
-            match read_capped(&path, MAX_NET_BYTES) {
-                Ok((text, whole)) => {
-                    let text = String::from_utf8_lossy(&text);
-                    // Cut short by the cap: the last line may be cut too.
-                    let text = match whole {
-                        true => &text[..],
-                        false => text.rsplit_once('\n').map_or("", |(lines, _)| lines),
-                    };
-                    let mut sockets = parse_proc_net(table, text);
-                    if !whole || sockets.len() > MAX_NET_ENTRIES {
-                        sockets.truncate(MAX_NET_ENTRIES);
-                        out.capped(format!(
-                            "{}: more than {} sockets or {MAX_NET_BYTES} bytes: only the first \
-                             {} are looked at (cap)",
-                            path.display(),
-                            MAX_NET_ENTRIES,
-                            sockets.len()
-                        ));
-                    }
-                    out.observed.sockets.extend(
-                        sockets
-                            .into_iter()
-                            .filter(|s: &Socket| inodes.contains(&s.inode)),
-                    );
-                }
-                // No IPv6 in the kernel: no tcp6/udp6 tables.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => out.warnings.push(format!("{}: {e}", path.display())),
-            }
+        // The tables of the main process's network namespace (the pod's: shared by its
+        // containers), kept between rounds while it does not change.
+        let tables = c.nets.sockets(c.proc_root, main_pid, &inodes);
+        for capped in tables.capped {
+            out.capped(capped);
         }
+        out.warnings.extend(tables.errors);
+        out.observed.sockets.extend(tables.sockets);
     }
     out
 }
@@ -425,6 +402,7 @@ fn socket_inode(link: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_NET_ENTRIES;
     use crate::testutil::TempDir;
     use std::os::unix::fs::PermissionsExt;
     use std::process::{Command, Stdio};
@@ -523,6 +501,7 @@ mod tests {
             proc_root: Path::new("/proc"),
             host_root: Path::new("/"),
             cache: &cache,
+            nets: &NetNamespaces::new(),
             limits: Limits::default(),
         };
         let mut found = observe(&c, pid, &[pid, child.id()], &DriftKinds::default());
@@ -597,6 +576,7 @@ mod tests {
             proc_root: Path::new("/proc"),
             host_root: Path::new("/"),
             cache: &cache,
+            nets: &NetNamespaces::new(),
             limits: Limits::default(),
         };
         let pid = std::process::id();
@@ -647,6 +627,7 @@ mod tests {
             proc_root: tmp.path(),
             host_root: Path::new("/"),
             cache: &cache,
+            nets: &NetNamespaces::new(),
             limits: Limits::default(),
         };
         let network = DriftKinds {
