@@ -18,7 +18,7 @@ help:
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, kube-proxy, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
-	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS"
+	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS; outbox events/min and a backend outage; the daemon at 50 and 110 pods"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 300) from the committed corpus; FUZZ_MERGE=1 keeps new coverage"
 	@echo "make fuzz-smoke    the committed corpora replayed and each target fuzzed 10 s (part of make test)"
 

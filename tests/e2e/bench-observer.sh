@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# `make bench-observer`, three parts, each measured against its target in the same run:
+# `make bench-observer`, each part measured against its target in the same run:
 # - sampling and hashing of a process mapping 64 and 256 libraries (cold and warm hash cache)
 #   against `openssl dgst -sha256` over the same files, and the steady RSS of the sampling
 #   path with 50 processes (observer/benches/sampling.rs);
+# - runtime events through the real outbox to a backend on loopback: sustained events a minute,
+#   its ceiling, and a 30 s backend outage after which every eventId must arrive
+#   (observer/benches/outbox.rs; exits 1 when an event is lost);
 # - the real daemon (release build) on the local cluster's node at 50 and at 110 pods: CPU,
 #   RSS, drift rounds and API writes while nothing changes (below).
 # Installs Debian's `openssl` when it is missing (the ceiling the sampling bench compares with).
@@ -21,6 +24,7 @@ fi
 command -v python3 >/dev/null 2>&1 || die "python3 is needed (the helper process that maps the libraries)"
 
 cargo bench --locked -p zastava-observer --bench sampling
+cargo bench --locked -p zastava-observer --bench outbox
 
 # ------------------------------------------- the daemon at node scale
 # The real `zastava-observer run` (release build, a host process, as the e2e tests run it) on
