@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use zastava_crds::policy::DriftKinds;
 use zastava_crds::posture::{Inventory, ObservedContainer};
 use zastava_observer::daemon::netns::NetNamespaces;
-use zastava_observer::daemon::observe::{self, Collect, ProcessTable};
+use zastava_observer::daemon::observe::{self, Collect, ProcessTable, WritableLayer};
 use zastava_observer::drift::{self, Baseline, ContainerRef};
 use zastava_observer::entrytrace;
 use zastava_observer::entrytrace::EntryTrace;
@@ -518,6 +518,7 @@ struct Tracked {
     observed: ObservedContainer,
     terminals: Vec<String>,
     findings: Vec<zastava_crds::posture::DriftFinding>,
+    layer: Option<WritableLayer>,
 }
 
 /// Kilobytes of a `VmRSS:`-style line of /proc/self/status.
@@ -608,6 +609,7 @@ fn rss_child(pids: &str) {
                 container,
                 terminals: trace.terminals,
                 findings: Vec::new(),
+                layer: None,
             }
         })
         .collect();
@@ -637,7 +639,10 @@ fn rss_child(pids: &str) {
         };
         let now = report::now();
         for t in &mut tracked {
-            let found = observe::observe(&collect, t.pid, &[t.pid], &kinds);
+            let found = observe::observe(&collect, t.pid, &[t.pid], &kinds, t.layer.as_ref());
+            if found.layer.is_some() {
+                t.layer = found.layer.clone();
+            }
             let baseline = Baseline {
                 terminals: t.terminals.clone(),
                 ..Baseline::default()

@@ -182,6 +182,8 @@ struct Tracked {
     workload: Option<Workload>,
     /// Drift found so far (kept while the container runs).
     findings: Vec<DriftFinding>,
+    /// Where its writable layer is, once an observation read it.
+    layer: Option<observe::WritableLayer>,
 }
 
 impl Tracked {
@@ -753,6 +755,7 @@ impl Daemon {
             process: None,
             workload: None,
             findings: self.written_findings(rc),
+            layer: None,
         };
         if let Ok(s) = &sampled {
             tracked.process = Some(report::process_posture(
@@ -963,6 +966,7 @@ impl Daemon {
             container: ContainerRef,
             kinds: zastava_crds::policy::DriftKinds,
             baseline: Baseline,
+            layer: Option<observe::WritableLayer>,
         }
         let policies = self.policies.state();
         let jobs: Vec<Job> = self
@@ -996,6 +1000,7 @@ impl Daemon {
                     pid: t.pid,
                     container: t.container_ref(),
                     kinds: rules.kinds,
+                    layer: t.layer.clone(),
                     baseline: Baseline {
                         terminals: t.trace.terminals.clone(),
                         allowed_programs: Vec::new(),
@@ -1064,7 +1069,8 @@ impl Daemon {
                     limits,
                 };
                 let pids = table.members(job.pid);
-                let found = observe::observe(&collect, job.pid, &pids, &job.kinds);
+                let found =
+                    observe::observe(&collect, job.pid, &pids, &job.kinds, job.layer.as_ref());
                 if !found.warnings.is_empty() {
                     tracing::debug!(container_id = %job.id, warnings = ?found.warnings, "observation");
                 }
@@ -1077,17 +1083,17 @@ impl Daemon {
                     Some(s) => Ok(s),
                     None => sample::sample(job.pid, &sample_opts, &cache),
                 };
-                (job.id, findings, resampled, found.partial)
+                (job.id, findings, resampled, found.partial, found.layer)
             });
             match tokio::time::timeout(CONTAINER_TIME_LIMIT, work).await {
-                Ok(Ok((id, findings, resampled, partial))) => {
+                Ok(Ok((id, findings, resampled, partial, layer))) => {
                     if partial {
                         self.metrics
                             .partial_results
                             .with_label_values(&["observation"])
                             .inc();
                     }
-                    detected.push((id, findings, resampled));
+                    detected.push((id, findings, resampled, layer));
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, container_id = %id, "drift observation task failed");
@@ -1103,11 +1109,14 @@ impl Daemon {
         }
 
         let now = report::now();
-        for (id, findings, resampled) in detected {
+        for (id, findings, resampled, layer) in detected {
             self.count_sample(&resampled);
             let Some(t) = self.tracked.get_mut(&id) else {
                 continue;
             };
+            if layer.is_some() {
+                t.layer = layer;
+            }
             if let Ok(s) = &resampled {
                 t.process = Some(report::process_posture(
                     &t.observed(),

@@ -95,6 +95,9 @@ pub struct Observation {
     pub warnings: Vec<String>,
     /// A cap ([`crate::limits`]) hid something (a warning says what): drift may be missed.
     pub partial: bool,
+    /// The writable layer, when this observation read `mountinfo` whole: to be kept for the
+    /// container's next observations.
+    pub layer: Option<WritableLayer>,
 }
 
 impl Observation {
@@ -104,28 +107,35 @@ impl Observation {
     }
 }
 
+/// Where a container's writable layer is on the host (`None`: its root is no overlay), as its
+/// main process's `mountinfo` said when it was read whole. A container's root mount does not
+/// change while it runs, so this is read once per container and kept: a `mountinfo` read
+/// formats every mount of the namespace (~80 µs here), which was the largest part of a drift
+/// round's CPU once the socket tables were kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritableLayer(pub Option<PathBuf>);
+
 /// Observes the container whose main process is `main_pid` and whose processes are `pids`,
-/// reading only what the enabled drift `kinds` need.
-pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> Observation {
+/// reading only what the enabled drift `kinds` need. `known_layer` is the [`WritableLayer`]
+/// an earlier observation of this container found ([`Observation::layer`]); without it,
+/// `mountinfo` is read.
+pub fn observe(
+    c: &Collect,
+    main_pid: u32,
+    pids: &[u32],
+    kinds: &DriftKinds,
+    known_layer: Option<&WritableLayer>,
+) -> Observation {
     let mut out = Observation::default();
     let mut budget = Budget::new(c.limits);
-    let main_dir = c.proc_root.join(main_pid.to_string());
     let upper = if kinds.filesystem {
-        match read_capped(&main_dir.join("mountinfo"), MAX_MOUNTINFO_BYTES) {
-            Ok((text, whole)) => {
-                let found = overlay_upperdir(&String::from_utf8_lossy(&text));
-                if found.is_none() && !whole {
-                    out.capped(format!(
-                        "mountinfo of pid {main_pid}: no overlay root mount in its first \
-                         {MAX_MOUNTINFO_BYTES} bytes (cap): the writable layer is not inspected"
-                    ));
-                }
-                found.map(|u| under_root(c.host_root, &u))
-            }
-            Err(e) => {
-                out.warnings
-                    .push(format!("mountinfo of pid {main_pid}: {e}"));
-                None
+        match known_layer {
+            Some(layer) => layer.0.clone(),
+            None => {
+                let found = writable_layer(c, main_pid, &mut out);
+                let upper = found.as_ref().and_then(|l| l.0.clone());
+                out.layer = found;
+                upper
             }
         }
     } else {
@@ -211,6 +221,33 @@ pub fn observe(c: &Collect, main_pid: u32, pids: &[u32], kinds: &DriftKinds) -> 
         out.observed.sockets.extend(tables.sockets);
     }
     out
+}
+
+/// The writable layer from `main_pid`'s `mountinfo`; `None` (with a warning) when it could
+/// not be read whole, so that the next round reads it again.
+fn writable_layer(c: &Collect, main_pid: u32, out: &mut Observation) -> Option<WritableLayer> {
+    let path = c.proc_root.join(main_pid.to_string()).join("mountinfo");
+    match read_capped(&path, MAX_MOUNTINFO_BYTES) {
+        Ok((text, whole)) => {
+            let found = overlay_upperdir(&String::from_utf8_lossy(&text));
+            match (found, whole) {
+                (Some(upper), _) => Some(WritableLayer(Some(under_root(c.host_root, &upper)))),
+                (None, true) => Some(WritableLayer(None)),
+                (None, false) => {
+                    out.capped(format!(
+                        "mountinfo of pid {main_pid}: no overlay root mount in its first \
+                         {MAX_MOUNTINFO_BYTES} bytes (cap): the writable layer is not inspected"
+                    ));
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            out.warnings
+                .push(format!("mountinfo of pid {main_pid}: {e}"));
+            None
+        }
+    }
 }
 
 /// A process and its executable file, or `None` when it has none (a kernel thread) or exited.
@@ -504,7 +541,7 @@ mod tests {
             nets: &NetNamespaces::new(),
             limits: Limits::default(),
         };
-        let mut found = observe(&c, pid, &[pid, child.id()], &DriftKinds::default());
+        let mut found = observe(&c, pid, &[pid, child.id()], &DriftKinds::default(), None);
         let (files, capped) = writable_layer_executables(
             &c,
             &Root::open(upper.path()).unwrap(),
@@ -569,6 +606,64 @@ mod tests {
         drop(listener);
     }
 
+    /// `mountinfo` is read once per container: the layer the first observation found is
+    /// what the next ones inspect, and one that could not be read is read again.
+    #[test]
+    fn the_writable_layer_is_found_once() {
+        let tmp = TempDir::new("observe-layer");
+        let pid_dir = tmp.join("77");
+        fs::create_dir_all(&pid_dir).unwrap();
+        let upper = tmp.join("host/var/lib/c/7/fs");
+        fs::create_dir_all(upper.join("tmp")).unwrap();
+        fs::write(upper.join("tmp/dropped"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(upper.join("tmp/dropped"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(
+            pid_dir.join("mountinfo"),
+            "9 1 0:9 / / rw - overlay overlay rw,lowerdir=/l,upperdir=/var/lib/c/7/fs,workdir=/w\n",
+        )
+        .unwrap();
+        let cache = HashCache::new(16);
+        let host_root = tmp.join("host");
+        let c = Collect {
+            proc_root: tmp.path(),
+            host_root: &host_root,
+            cache: &cache,
+            nets: &NetNamespaces::new(),
+            limits: Limits::default(),
+        };
+        let filesystem = DriftKinds {
+            process: false,
+            library: false,
+            filesystem: true,
+            network: false,
+        };
+        let dropped = |o: &Observation| {
+            o.observed
+                .executables
+                .iter()
+                .any(|f| f.path == "/tmp/dropped" && f.in_writable_layer)
+        };
+        let first = observe(&c, 77, &[77], &filesystem, None);
+        assert_eq!(first.layer, Some(WritableLayer(Some(upper.clone()))));
+        assert!(dropped(&first), "{:?}", first.observed.executables);
+
+        // The process's mountinfo no longer readable: the kept layer is still inspected.
+        fs::remove_file(pid_dir.join("mountinfo")).unwrap();
+        let next = observe(&c, 77, &[77], &filesystem, first.layer.as_ref());
+        assert_eq!(next.layer, None, "nothing new to keep");
+        assert!(next.warnings.is_empty(), "{:?}", next.warnings);
+        assert!(dropped(&next));
+
+        // Without a kept layer, the unreadable mountinfo is a warning, and nothing is kept.
+        let unread = observe(&c, 77, &[77], &filesystem, None);
+        assert_eq!(unread.layer, None);
+        assert!(unread
+            .warnings
+            .iter()
+            .any(|w| w.contains("mountinfo of pid 77")));
+        assert!(!dropped(&unread));
+    }
+
     #[test]
     fn only_what_the_kinds_need_is_read() {
         let cache = HashCache::new(16);
@@ -586,13 +681,13 @@ mod tests {
             filesystem: false,
             network: false,
         };
-        let found = observe(&c, pid, &[pid], &none);
+        let found = observe(&c, pid, &[pid], &none, None);
         assert!(found.observed.processes.is_empty());
         assert!(found.observed.executables.is_empty());
         assert!(found.observed.sockets.is_empty());
         assert_eq!(cache.misses(), 0, "nothing hashed");
         // A process that is gone is no part of the observation, and no error.
-        let gone = observe(&c, u32::MAX, &[u32::MAX], &DriftKinds::default());
+        let gone = observe(&c, u32::MAX, &[u32::MAX], &DriftKinds::default(), None);
         assert!(gone.observed.processes.is_empty());
     }
 
@@ -636,7 +731,7 @@ mod tests {
             filesystem: false,
             network: true,
         };
-        let found = observe(&c, 4242, &[4242], &network);
+        let found = observe(&c, 4242, &[4242], &network, None);
         let text = found.warnings.join("\n");
         assert!(text.contains("open files"), "{text}");
         assert!(text.contains("sockets"), "{text}");
