@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ pub struct Endpoint {
     auth: RegistryAuth,
     /// Bearer tokens by scope, with when they expire.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// The registry answered a referrers API request with 404 where a referrers tag exists:
+    /// it has no such API (see [`crate::Registry::facts`]).
+    no_referrers_api: AtomicBool,
 }
 
 impl Endpoint {
@@ -127,7 +131,18 @@ impl Endpoint {
             http,
             auth,
             tokens: Mutex::new(HashMap::new()),
+            no_referrers_api: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the registry was seen to lack the referrers API.
+    pub fn lacks_referrers_api(&self) -> bool {
+        self.no_referrers_api.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that the registry lacks the referrers API.
+    pub fn set_lacks_referrers_api(&self) {
+        self.no_referrers_api.store(true, Ordering::Relaxed);
     }
 
     /// `GET /v2/<path>` with `accept`, its body read up to `cap` bytes (`what` names it for

@@ -36,7 +36,8 @@ use zastava_crds::image::ImageReference;
 
 use crate::distribution::{Endpoint, FetchError};
 use crate::limits::{
-    MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES, MAX_REFERRERS, MAX_SBOM_BYTES, MAX_SIGNATURE_LAYERS,
+    MAX_FETCHES_IN_FLIGHT, MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES, MAX_REFERRERS, MAX_SBOM_BYTES,
+    MAX_SIGNATURE_LAYERS,
 };
 use crate::metrics::RegistryMetrics;
 
@@ -190,13 +191,18 @@ pub fn docker_config_auth(config_json: &[u8], registry: &str) -> Option<Registry
     Some(RegistryAuth::Basic(user.to_string(), password.to_string()))
 }
 
+/// An endpoint once it is set up; shared by the lookups waiting for it.
+type EndpointCell = Arc<tokio::sync::OnceCell<Arc<Endpoint>>>;
+
 /// Talks to registries. One [`Endpoint`] per registry and credential, reused across requests
 /// so connections and bearer tokens are kept.
 pub struct Registry {
     insecure: Vec<String>,
     allow_internal: bool,
     timeout: Duration,
-    endpoints: tokio::sync::Mutex<HashMap<(String, u64), Arc<Endpoint>>>,
+    /// Each endpoint is set up once, and setting up one (a DNS lookup) holds up only the
+    /// lookups of that registry, not those of every other image of the decision.
+    endpoints: Mutex<HashMap<(String, u64), EndpointCell>>,
     metrics: RegistryMetrics,
 }
 
@@ -209,7 +215,7 @@ impl Registry {
             insecure,
             allow_internal: false,
             timeout,
-            endpoints: tokio::sync::Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -227,23 +233,39 @@ impl Registry {
         auth: &RegistryAuth,
     ) -> Result<Arc<Endpoint>, Unavailable> {
         let key = (registry.to_string(), auth_fingerprint(auth));
-        let mut endpoints = self.endpoints.lock().await;
-        if let Some(endpoint) = endpoints.get(&key) {
-            return Ok(endpoint.clone());
-        }
+        let cell = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let insecure = self.insecure.iter().any(|r| r == registry);
-        let endpoint = Endpoint::new(
-            registry,
-            insecure,
-            self.allow_internal,
-            self.timeout,
-            auth.clone(),
-        )
-        .await
-        .map_err(|e| self.unavailable(registry, "connect", e))?;
-        let endpoint = Arc::new(endpoint);
-        endpoints.insert(key, endpoint.clone());
-        Ok(endpoint)
+        let endpoint = cell
+            .get_or_try_init(|| async {
+                Endpoint::new(
+                    registry,
+                    insecure,
+                    self.allow_internal,
+                    self.timeout,
+                    auth.clone(),
+                )
+                .await
+                .map(Arc::new)
+            })
+            .await;
+        match endpoint {
+            Ok(endpoint) => Ok(endpoint.clone()),
+            Err(e) => {
+                // Only endpoints that could be set up are kept: names that lead nowhere
+                // (a pod author chooses them) leave nothing behind.
+                let mut endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+                if endpoints.get(&key).is_some_and(|c| c.get().is_none()) {
+                    endpoints.remove(&key);
+                }
+                Err(self.unavailable(registry, "connect", e))
+            }
+        }
     }
 
     /// The digest `image` (by tag) points to: the sha256 of the manifest the tag names.
@@ -306,6 +328,13 @@ impl Registry {
     }
 
     /// Everything known about `registry/repository@digest`.
+    ///
+    /// Every fetch that needs only the digest starts at once: the manifest, the `.sig`,
+    /// `.sbom` and `.att` tags, and the referrers (tag and API); what needs an answer first
+    /// (signature payloads, referrer manifests) starts as soon as that answer arrives. A
+    /// lookup is thus two round trips deep (a signature tag or a listed referrer, then its
+    /// payload), three for a referrer whose listing does not give its type. At most
+    /// [`MAX_FETCHES_IN_FLIGHT`] requests of one lookup are in flight at once.
     pub async fn facts(
         &self,
         registry: &str,
@@ -313,11 +342,7 @@ impl Registry {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<RegistryFacts, Unavailable> {
-        let at = Repo {
-            endpoint: self.endpoint(registry, auth).await?,
-            registry,
-            repository,
-        };
+        let at = Repo::new(self.endpoint(registry, auth).await?, registry, repository);
         let tag_prefix = digest.replace(':', "-");
         let sig = format!("{tag_prefix}.sig");
         let sbom = format!("{tag_prefix}.sbom");
@@ -431,10 +456,10 @@ impl Registry {
         }
     }
 
-    /// The signatures and SBOM artifact types among the referrers of `subject`. Registries
-    /// without the referrers API keep the referrers index under the `sha256-<hex>` tag: it is
-    /// read directly (one request, artifact types included), and the API asked only when that
-    /// tag does not exist.
+    /// The signatures and SBOM artifact types among the referrers of `subject`. The manifests
+    /// of the signatures and of the entries whose type the listing does not give are fetched
+    /// at once (each signature's payloads as soon as its manifest arrives), in the listing's
+    /// order.
     async fn referrers(
         &self,
         at: &Repo<'_>,
@@ -442,56 +467,79 @@ impl Registry {
         index_tag: &str,
     ) -> Result<(Vec<SignedPayload>, BTreeSet<String>), Unavailable> {
         let entries = self.referrer_entries(at, subject, index_tag).await?;
-        let mut signatures = Vec::new();
         let mut types = BTreeSet::new();
+        let mut to_fetch = Vec::new();
         for (digest, known_type) in entries.into_iter().take(MAX_REFERRERS) {
-            let is_other = known_type
-                .as_deref()
-                .is_some_and(|t| t != COSIGN_SIGNATURE_ARTIFACT);
-            if is_other {
-                types.extend(known_type.filter(|t| t != EMPTY_ARTIFACT));
-                continue;
-            }
-            // A signature, or an entry whose type only its manifest tells.
-            let manifest = self.manifest(at, &digest, "referrer").await?;
-            match artifact_type(&manifest).as_str() {
-                COSIGN_SIGNATURE_ARTIFACT => {
-                    signatures.extend(self.signatures(at, &manifest).await?)
+            match known_type {
+                Some(t) if t != COSIGN_SIGNATURE_ARTIFACT => {
+                    if t != EMPTY_ARTIFACT {
+                        types.insert(t);
+                    }
                 }
-                "" => {}
-                other => {
-                    types.insert(other.to_string());
-                }
+                // A signature, or an entry whose type only its manifest tells.
+                _ => to_fetch.push(digest),
             }
+        }
+        let fetched = futures::future::join_all(to_fetch.iter().map(|digest| async move {
+            let manifest = self.manifest(at, digest, "referrer").await?;
+            Ok::<_, Unavailable>(match artifact_type(&manifest).as_str() {
+                COSIGN_SIGNATURE_ARTIFACT => (self.signatures(at, &manifest).await?, None),
+                "" => (Vec::new(), None),
+                other => (Vec::new(), Some(other.to_string())),
+            })
+        }))
+        .await;
+        let mut signatures = Vec::new();
+        for result in fetched {
+            let (found, artifact) = result?;
+            signatures.extend(found);
+            types.extend(artifact);
         }
         Ok((signatures, types))
     }
 
     /// The referrers of `subject` as (digest, artifact type when the listing gives it).
+    /// Registries without the referrers API keep the referrers index under the
+    /// `sha256-<hex>` tag: the tag and the API are asked at once (one round trip either way),
+    /// and the API's answer is used when the tag does not exist. A registry that answered the
+    /// API with 404 for a subject whose referrers tag exists has no such API (one that has it
+    /// answers 200 even when nothing refers to the subject, and a client fell back to the
+    /// tag): from then on only the tag is asked.
     async fn referrer_entries(
         &self,
         at: &Repo<'_>,
         subject: &str,
         index_tag: &str,
     ) -> Result<Vec<(String, Option<String>)>, Unavailable> {
-        let index = match self.optional_manifest(at, index_tag).await? {
+        let path = format!("referrers/{subject}");
+        let api = async {
+            if at.endpoint.lacks_referrers_api() {
+                return None;
+            }
+            let listed = self.timed(
+                "referrers",
+                at.registry,
+                at.get(
+                    &path,
+                    &[oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE],
+                    MAX_MANIFEST_BYTES,
+                    "referrers index",
+                ),
+            );
+            Some(listed.await)
+        };
+        let (tagged, listed) = tokio::join!(self.optional_manifest(at, index_tag), api);
+        let tagged = tagged?;
+        if tagged.is_some() && matches!(listed, Some(Err(Failed::Absent(_)))) {
+            at.endpoint.set_lacks_referrers_api();
+        }
+        let index = match tagged {
             Some(index) => index,
             None => {
-                let listed = self
-                    .timed("referrers", at.registry, async {
-                        at.endpoint
-                            .get(
-                                at.repository,
-                                &format!("referrers/{subject}"),
-                                &[oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE],
-                                MAX_MANIFEST_BYTES,
-                                "referrers index",
-                            )
-                            .await
-                    })
-                    .await;
                 match listed {
-                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| {
+                    // Known to have no API.
+                    None => return Ok(Vec::new()),
+                    Some(Ok(bytes)) => serde_json::from_slice(&bytes).map_err(|_| {
                         self.unavailable(
                             at.registry,
                             "referrers",
@@ -499,8 +547,8 @@ impl Registry {
                         )
                     })?,
                     // Neither the tag nor the API: nothing refers to the subject.
-                    Err(Failed::Absent(_)) => return Ok(Vec::new()),
-                    Err(Failed::Other(e)) => return Err(e),
+                    Some(Err(Failed::Absent(_))) => return Ok(Vec::new()),
+                    Some(Err(Failed::Other(e))) => return Err(e),
                 }
             }
         };
@@ -527,11 +575,7 @@ impl Registry {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<Option<Vec<u8>>, Unavailable> {
-        let at = Repo {
-            endpoint: self.endpoint(registry, auth).await?,
-            registry,
-            repository,
-        };
+        let at = Repo::new(self.endpoint(registry, auth).await?, registry, repository);
         let tag_prefix = digest.replace(':', "-");
         let entries = self.referrer_entries(&at, digest, &tag_prefix).await?;
         for (referrer, known_type) in entries.into_iter().take(MAX_REFERRERS) {
@@ -573,18 +617,9 @@ impl Registry {
         if usize::try_from(descriptor.size).map_or(true, |size| size > cap) {
             return Err(self.unavailable(at.registry, "blob", FetchError::TooLarge { what, cap }));
         }
+        let path = format!("blobs/{}", descriptor.digest);
         let bytes = self
-            .timed("blob", at.registry, async {
-                at.endpoint
-                    .get(
-                        at.repository,
-                        &format!("blobs/{}", descriptor.digest),
-                        &[],
-                        cap,
-                        what,
-                    )
-                    .await
-            })
+            .timed("blob", at.registry, at.get(&path, &[], cap, what))
             .await
             .map_err(Failed::into_unavailable)?;
         if descriptor.digest.starts_with("sha256:") && sha256_digest(&bytes) != descriptor.digest {
@@ -641,18 +676,45 @@ struct Repo<'a> {
     endpoint: Arc<Endpoint>,
     registry: &'a str,
     repository: &'a str,
+    /// The lookup's requests in flight (each holds a connection to the registry).
+    in_flight: tokio::sync::Semaphore,
 }
 
-impl Repo<'_> {
+impl<'a> Repo<'a> {
+    fn new(endpoint: Arc<Endpoint>, registry: &'a str, repository: &'a str) -> Self {
+        Self {
+            endpoint,
+            registry,
+            repository,
+            in_flight: tokio::sync::Semaphore::new(MAX_FETCHES_IN_FLIGHT),
+        }
+    }
+
     async fn get_manifest(&self, reference: &str) -> Result<Vec<u8>, FetchError> {
+        self.get(
+            &format!("manifests/{reference}"),
+            &MANIFEST_TYPES,
+            MAX_MANIFEST_BYTES,
+            "manifest",
+        )
+        .await
+    }
+
+    /// `GET /v2/<repository>/<path>`, once one of the lookup's requests in flight is free.
+    async fn get(
+        &self,
+        path: &str,
+        accept: &[&str],
+        cap: usize,
+        what: &'static str,
+    ) -> Result<Vec<u8>, FetchError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Protocol("lookup abandoned"))?;
         self.endpoint
-            .get(
-                self.repository,
-                &format!("manifests/{reference}"),
-                &MANIFEST_TYPES,
-                MAX_MANIFEST_BYTES,
-                "manifest",
-            )
+            .get(self.repository, path, accept, cap, what)
             .await
     }
 }

@@ -15,6 +15,10 @@ pub const MAX_SIGNATURE_LAYERS: usize = 16;
 /// Referrers looked at per image: bounds the work an image with thousands of referrers costs.
 pub const MAX_REFERRERS: usize = 32;
 
+/// Requests of one image lookup in flight at once (tags, referrers, referrer manifests,
+/// signature payloads run concurrently): the connections one lookup may hold to a registry.
+pub const MAX_FETCHES_IN_FLIGHT: usize = 16;
+
 /// One SBOM document (CycloneDX JSON of a large image is a few MB).
 pub const MAX_SBOM_BYTES: usize = 32 * 1024 * 1024;
 

@@ -314,7 +314,7 @@ impl App {
     ) -> Result<(Arc<RegistryFacts>, Lookup), Unavailable> {
         let cached = match &reference.digest {
             Some(digest) => {
-                self.pinned_facts(reference, digest, namespace, pull_secrets)
+                self.pinned_facts(reference, digest, namespace, pull_secrets, None)
                     .await?
             }
             None => {
@@ -332,8 +332,17 @@ impl App {
                                 .auth(namespace, pull_secrets, &reference.registry)
                                 .await;
                             let digest = self.registry.resolve(reference, &auth).await?;
-                            self.pinned_facts(reference, &digest, namespace, pull_secrets)
-                                .await
+                            // The digest's facts need the digest: they cannot start before
+                            // the tag is resolved (cosign's tags and the referrers are named
+                            // after it).
+                            self.pinned_facts(
+                                reference,
+                                &digest,
+                                namespace,
+                                pull_secrets,
+                                Some(auth),
+                            )
+                            .await
                         },
                     )
                     .await
@@ -353,22 +362,28 @@ impl App {
         Ok((cached.value, cached.lookup))
     }
 
-    /// The facts of `reference` pinned to `digest`, through the per-digest cache.
+    /// The facts of `reference` pinned to `digest`, through the per-digest cache. `auth`: the
+    /// credentials when the caller has read them already (read on a miss otherwise).
     async fn pinned_facts(
         &self,
         reference: &ImageReference,
         digest: &str,
         namespace: &str,
         pull_secrets: &[String],
+        auth: Option<RegistryAuth>,
     ) -> Result<Cached<Arc<RegistryFacts>>, Unavailable> {
         self.facts
             .get_or_load(
                 credential_scoped(reference.pinned(digest), namespace, pull_secrets),
                 facts_lifetime,
                 || async {
-                    let auth = self
-                        .auth(namespace, pull_secrets, &reference.registry)
-                        .await;
+                    let auth = match auth {
+                        Some(auth) => auth,
+                        None => {
+                            self.auth(namespace, pull_secrets, &reference.registry)
+                                .await
+                        }
+                    };
                     self.registry
                         .facts(&reference.registry, &reference.repository, digest, &auth)
                         .await
