@@ -278,6 +278,13 @@ struct Daemon {
     /// Postures this node wrote into, by (namespace, name).
     written: BTreeMap<(String, String), Written>,
     last_drift: Option<Instant>,
+    /// The node's processes by cgroup as the last drift round found them.
+    processes: Arc<observe::ProcessTable>,
+    /// Something the reports are built from changed (a container started, stopped, got its
+    /// workload or was observed, or the inventory source changed), or a write is still owed:
+    /// the next round builds the reports again. Building them every second for a full node
+    /// cloned every container's status only to find it unchanged.
+    report_pending: bool,
     hash_bytes_counted: u64,
     /// Where runtime events go besides the logs, when a backend is configured.
     outbox: Option<OutboxHandle>,
@@ -413,6 +420,8 @@ pub async fn run(config: Config) -> Result<()> {
         images: HashMap::new(),
         written: BTreeMap::new(),
         last_drift: None,
+        processes: Arc::default(),
+        report_pending: true,
         hash_bytes_counted: 0,
         outbox,
         event_rate: TokenBucket::new(config.events_per_second, config.events_burst),
@@ -524,6 +533,7 @@ impl Daemon {
                     self.cri_failures += 1;
                     if self.cri_failures >= CRI_FAILURES_BEFORE_FALLBACK {
                         tracing::warn!(error = %e, "the container runtime stopped answering: inventorying from the Kubernetes API until it is back");
+                        self.report_pending = true;
                         self.source = Source::Api {
                             retry_cri: Instant::now() + CRI_RETRY,
                         };
@@ -774,6 +784,7 @@ impl Daemon {
             container_id = %rc.id, pid, terminals = ?tracked.trace.terminals, "container started"
         );
         self.tracked.insert(rc.id.clone(), tracked);
+        self.report_pending = true;
         Ok(())
     }
 
@@ -790,6 +801,7 @@ impl Daemon {
         match connect(&self.config).await {
             Ok((cri, runtime)) => {
                 tracing::info!(runtime = %runtime.name, version = %runtime.version, "the container runtime's CRI socket answers again: inventorying through it");
+                self.report_pending = true;
                 self.source = Source::Cri(cri);
                 self.runtime = runtime;
                 self.cri_failures = 0;
@@ -846,6 +858,7 @@ impl Daemon {
 
     fn stopped(&mut self, id: &str) {
         if let Some(t) = self.tracked.remove(id) {
+            self.report_pending = true;
             self.runtime_event(EventKind::ContainerStop, &t, |e| e);
             tracing::info!(
                 namespace = %t.rc.namespace, pod = %t.rc.pod, container = %t.rc.container,
@@ -896,16 +909,19 @@ impl Daemon {
     /// Finds the workload of each tracked container that has none yet (its Pod may not be in
     /// the cache yet, or an owner could not be read: tried again next round).
     async fn resolve_workloads(&mut self) {
-        let mut known: HashMap<String, Workload> = self
-            .tracked
-            .values()
-            .filter_map(|t| Some((t.rc.pod_uid.clone(), t.workload.clone()?)))
-            .collect();
         let pending: Vec<String> = self
             .tracked
             .iter()
             .filter(|(_, t)| t.workload.is_none())
             .map(|(id, _)| id.clone())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut known: HashMap<String, Workload> = self
+            .tracked
+            .values()
+            .filter_map(|t| Some((t.rc.pod_uid.clone(), t.workload.clone()?)))
             .collect();
         for id in pending {
             let rc = self.tracked[&id].rc.clone();
@@ -928,6 +944,7 @@ impl Daemon {
                 known.insert(rc.pod_uid.clone(), w.clone());
                 t.workload = Some(w);
                 t.spec_image = spec_image;
+                self.report_pending = true;
             }
         }
     }
@@ -1029,10 +1046,15 @@ impl Daemon {
         };
         let scan = {
             let proc_root = proc_root.clone();
-            tokio::task::spawn_blocking(move || observe::ProcessTable::scan(&proc_root))
+            let previous = self.processes.clone();
+            tokio::task::spawn_blocking(move || previous.rescan(&proc_root))
         };
         let table = match tokio::time::timeout(CONTAINER_TIME_LIMIT, scan).await {
-            Ok(Ok(Ok(table))) => Arc::new(table),
+            Ok(Ok(Ok(table))) => {
+                let table = Arc::new(table);
+                self.processes = table.clone();
+                table
+            }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, proc_root = %proc_root.display(), "cannot list processes");
                 return;
@@ -1114,6 +1136,7 @@ impl Daemon {
             let Some(t) = self.tracked.get_mut(&id) else {
                 continue;
             };
+            self.report_pending = true;
             if layer.is_some() {
                 t.layer = layer;
             }
@@ -1183,6 +1206,12 @@ impl Daemon {
 
     /// Writes this node's entry of every posture whose entry changed.
     async fn report(&mut self) {
+        if !self.report_pending {
+            return;
+        }
+        // Cleared only when every posture is as it should be: a write not yet due or failed
+        // keeps it set, so the next round tries again.
+        let mut settled = true;
         let inventory = self.inventory();
         let mut current: BTreeMap<(String, String), (Workload, Vec<ContainerReport>)> =
             BTreeMap::new();
@@ -1214,6 +1243,7 @@ impl Daemon {
             });
             let written = self.written.entry(key.clone()).or_default();
             if !written.due() {
+                settled = false;
                 continue;
             }
             let (namespace, name) = &key;
@@ -1226,6 +1256,7 @@ impl Daemon {
                         let created = self.reporter.ensure_posture(workload).await;
                         self.metrics.api_write("posture", &created);
                         if let Err(e) = created {
+                            settled = false;
                             written.tried(false);
                             tracing::warn!(error = %e, namespace, name, "cannot create the RuntimePosture");
                             continue;
@@ -1238,6 +1269,7 @@ impl Daemon {
                         .await;
                     self.metrics.api_write("status", &result);
                     written.tried(result.is_ok());
+                    settled &= result.is_ok();
                     match result {
                         Ok(()) => written.last = Some(observation),
                         Err(e) => {
@@ -1253,6 +1285,7 @@ impl Daemon {
                     let result = self.reporter.remove_status(namespace, name).await;
                     self.metrics.api_write("status", &result);
                     written.tried(result.is_ok());
+                    settled &= result.is_ok();
                     match result {
                         Ok(()) => {
                             self.written.remove(&key);
@@ -1264,6 +1297,7 @@ impl Daemon {
                 }
             }
         }
+        self.report_pending = !settled;
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use zastava_crds::policy::DriftKinds;
@@ -27,15 +27,47 @@ use crate::limits::{
 use crate::sample::{self, read_capped, ProcessSample, SampleOptions};
 
 /// The cgroup of every process of the node, from one pass over `<proc>/*/cgroup`.
+///
+/// A drift round needs it every time, and reading the cgroup of each of a full node's ~500
+/// processes was a large part of the round: [`ProcessTable::rescan`] reads only those of
+/// processes it has not seen twice. A process is known by its pid together with the inode
+/// number of its `<proc>/<pid>` directory, which the directory listing gives for nothing: the
+/// kernel numbers each process's directory anew, so a pid reused by another process (cheap
+/// for a workload: `pid_max` is often 32 768) gets another inode and is read again.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    cgroups: HashMap<u32, String>,
+    processes: HashMap<u32, Member>,
+    /// Rescans since the last scan that read every cgroup.
+    since_full: u32,
 }
+
+#[derive(Debug)]
+struct Member {
+    /// The inode of `<proc>/<pid>`: which process this pid was when it was read.
+    inode: u64,
+    cgroup: String,
+    /// Read twice in a row with the same answer. A process is placed in its container's
+    /// cgroup just after it starts (runc forks its init, then moves it), so a first read can
+    /// catch the parent's cgroup; only a repeated answer is kept without reading again.
+    settled: bool,
+}
+
+/// Every this many rescans, every cgroup is read again: a process moved to another cgroup
+/// later (which takes privileges in the container) is seen within that many rounds.
+pub const FULL_SCAN_EVERY: u32 = 12;
 
 impl ProcessTable {
     /// Reads the cgroup of every process; those that exit meanwhile are left out.
     pub fn scan(proc_root: &Path) -> io::Result<Self> {
-        let mut cgroups = HashMap::new();
+        ProcessTable::default().rescan(proc_root)
+    }
+
+    /// The table of now: the cgroups of processes this table holds settled under the same
+    /// pid and inode are kept, every other one is read (all of them every
+    /// [`FULL_SCAN_EVERY`] rescans).
+    pub fn rescan(&self, proc_root: &Path) -> io::Result<Self> {
+        let full = self.since_full + 1 >= FULL_SCAN_EVERY;
+        let mut processes = HashMap::with_capacity(self.processes.len());
         for entry in fs::read_dir(proc_root)? {
             let Ok(entry) = entry else { continue };
             let Some(pid) = entry
@@ -45,25 +77,50 @@ impl ProcessTable {
             else {
                 continue;
             };
+            let inode = entry.ino();
+            let known = self.processes.get(&pid).filter(|m| m.inode == inode);
+            if let Some(m) = known.filter(|m| m.settled && !full) {
+                processes.insert(
+                    pid,
+                    Member {
+                        inode,
+                        cgroup: m.cgroup.clone(),
+                        settled: true,
+                    },
+                );
+                continue;
+            }
             // A cgroup path longer than the cap is no container's: left out.
             if let Ok((cgroup, true)) = read_capped(&entry.path().join("cgroup"), MAX_CGROUP_BYTES)
             {
-                cgroups.insert(pid, String::from_utf8_lossy(&cgroup).into_owned());
+                let cgroup = String::from_utf8_lossy(&cgroup).into_owned();
+                let settled = known.is_some_and(|m| m.cgroup == cgroup);
+                processes.insert(
+                    pid,
+                    Member {
+                        inode,
+                        cgroup,
+                        settled,
+                    },
+                );
             }
         }
-        Ok(ProcessTable { cgroups })
+        Ok(ProcessTable {
+            processes,
+            since_full: if full { 0 } else { self.since_full + 1 },
+        })
     }
 
     /// The processes in the same cgroups as `main_pid` (itself included), sorted: a
     /// container's processes, including those `kubectl exec` started.
     pub fn members(&self, main_pid: u32) -> Vec<u32> {
-        let Some(cgroup) = self.cgroups.get(&main_pid) else {
+        let Some(cgroup) = self.processes.get(&main_pid).map(|m| &m.cgroup) else {
             return Vec::new();
         };
         let mut pids: Vec<u32> = self
-            .cgroups
+            .processes
             .iter()
-            .filter(|(_, c)| *c == cgroup)
+            .filter(|(_, m)| m.cgroup == *cgroup)
             .map(|(pid, _)| *pid)
             .collect();
         pids.sort_unstable();
@@ -500,6 +557,58 @@ mod tests {
         assert_eq!(table.members(11), vec![10, 11, 13]);
         assert_eq!(table.members(12), vec![12]);
         assert_eq!(table.members(14), Vec::<u32>::new());
+    }
+
+    /// A rescan reads again only what it has not seen settled: a new process, a pid that now
+    /// names another process (another inode), a cgroup that changed between two reads; and
+    /// every cgroup once in [`FULL_SCAN_EVERY`] rescans.
+    #[test]
+    fn a_rescan_reads_only_new_or_unsettled_processes() {
+        let proc_root = TempDir::new("proc-rescan");
+        let write = |pid: &str, cgroup: &str| {
+            let dir = proc_root.join(pid);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("cgroup"), cgroup).unwrap();
+        };
+        let members = |t: &ProcessTable| t.members(20);
+        write("20", "0::/shim\n");
+        write("21", "0::/kubepods/c1\n");
+        let table = ProcessTable::scan(proc_root.path()).unwrap();
+        assert_eq!(members(&table), vec![20]);
+        // Moved into its container's cgroup after the first read: read again, not settled.
+        write("20", "0::/kubepods/c1\n");
+        let table = table.rescan(proc_root.path()).unwrap();
+        assert_eq!(members(&table), vec![20, 21]);
+        // The same answer twice: settled, and from now on kept without reading.
+        let table = table.rescan(proc_root.path()).unwrap();
+        write("20", "0::/elsewhere\n");
+        let table = table.rescan(proc_root.path()).unwrap();
+        assert_eq!(members(&table), vec![20, 21], "a settled cgroup is kept");
+        // The pid now names another process: its directory is another inode (made while the
+        // old one still exists, so the filesystem cannot hand out the same number).
+        let next = proc_root.join("20.next");
+        fs::create_dir_all(&next).unwrap();
+        fs::write(next.join("cgroup"), "0::/kubepods/c2\n").unwrap();
+        fs::remove_dir_all(proc_root.join("20")).unwrap();
+        fs::rename(&next, proc_root.join("20")).unwrap();
+        let mut table = table.rescan(proc_root.path()).unwrap();
+        assert_eq!(members(&table), vec![20], "a reused pid is read again");
+        // Settled again, then changed in place: seen at the next full scan at the latest.
+        table = table.rescan(proc_root.path()).unwrap();
+        write("20", "0::/kubepods/c1\n");
+        let mut seen_after = None;
+        for n in 1..=FULL_SCAN_EVERY {
+            table = table.rescan(proc_root.path()).unwrap();
+            if members(&table) == vec![20, 21] {
+                seen_after = Some(n);
+                break;
+            }
+        }
+        assert!(seen_after.is_some(), "never read again");
+        // Gone processes leave the table.
+        fs::remove_dir_all(proc_root.join("21")).unwrap();
+        let table = table.rescan(proc_root.path()).unwrap();
+        assert_eq!(table.members(21), Vec::<u32>::new());
     }
 
     /// A real process of this test: its executable, `argv[0]` and a listening socket; with

@@ -28,6 +28,23 @@ pub async fn deploy_image(
     image: &str,
     command: &[&str],
 ) -> Deployment {
+    deploy_containers(
+        client,
+        ns,
+        name,
+        json!([{ "name": "app", "image": image, "command": command }]),
+    )
+    .await
+}
+
+/// Creates a one-replica Deployment `name` whose pod runs `containers` (a JSON list of
+/// container specs), retrying as [`deploy_image`] does.
+pub async fn deploy_containers(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    containers: serde_json::Value,
+) -> Deployment {
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": name, "namespace": ns },
         "spec": {
@@ -37,11 +54,7 @@ pub async fn deploy_image(
                 "metadata": { "labels": { "app": name } },
                 "spec": {
                     "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "app",
-                        "image": image,
-                        "command": command,
-                    }],
+                    "containers": containers,
                 },
             },
         },

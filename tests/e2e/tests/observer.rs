@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use zastava_crds::posture::DriftKind;
 use zastava_crds::RuntimePosture;
 use zastava_e2e::observer::{
-    deploy, deploy_image, has_evidence, node_entry, readelf_build_id, running_pod, sha256sum,
+    deploy, deploy_containers, deploy_image, has_evidence, node_entry, readelf_build_id,
+    running_pod, sha256sum,
 };
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
@@ -314,6 +315,90 @@ async fn policy_runtime_rules() {
         "policy.allowedListeningPorts",
         "8080"
     ));
+
+    delete_policy(&client, &policy).await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// Two containers of one pod share its network namespace, whose socket tables the observer
+/// reads once and keeps while nothing in the namespace changes: a listener opened later in the
+/// second container (by `kubectl exec`, so no container start announces it) is still network
+/// drift, reported on that container.
+#[tokio::test]
+async fn listener_in_the_second_container_of_a_pod() {
+    let client = client().await;
+    let (ns, policy) = governed_namespace(
+        &client,
+        "e2e-obs-side",
+        json!({
+            "drift": { "process": false, "library": false, "filesystem": false, "network": true },
+        }),
+    )
+    .await;
+    let image = env("ZASTAVA_TEST_IMAGE");
+    let sleep = ["sleep", "3600"];
+    deploy_containers(
+        &client,
+        &ns,
+        "pair",
+        json!([
+            { "name": "app", "image": image, "command": sleep },
+            { "name": "side", "image": image, "command": sleep },
+        ]),
+    )
+    .await;
+    let pod = running_pod(&client, &ns, "pair").await;
+    let pod_name = pod.metadata.name.clone().unwrap();
+    // Both containers tracked and at least one drift round over them done with no finding:
+    // the namespace's tables are read and kept before the listener exists.
+    node_entry(
+        &client,
+        &ns,
+        "deployment-pair",
+        "both containers listed",
+        Duration::from_secs(90),
+        |e| {
+            ["app", "side"].iter().all(|name| {
+                e.containers
+                    .iter()
+                    .any(|c| c.pod == pod_name && c.container == *name)
+            })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-pair",
+        "still no drift",
+        Duration::from_secs(5),
+        |_| true,
+    )
+    .await;
+    assert!(entry.drift.is_empty(), "{:?}", entry.drift);
+
+    // busybox httpd without -f goes to the background and keeps listening.
+    kubectl(&[
+        "-n", &ns, "exec", &pod_name, "-c", "side", "--", "httpd", "-p", "4445",
+    ]);
+    let (_, entry) = node_entry(
+        &client,
+        &ns,
+        "deployment-pair",
+        "network drift on tcp/4445",
+        Duration::from_secs(60),
+        |e| e.drift.iter().any(|f| f.subject == "tcp/4445"),
+    )
+    .await;
+    let finding = entry
+        .drift
+        .iter()
+        .find(|f| f.subject == "tcp/4445")
+        .unwrap();
+    assert_eq!(finding.kind, DriftKind::Network);
+    assert_eq!(finding.container, "side", "{finding:?}");
+    assert_eq!(finding.pod, pod_name);
 
     delete_policy(&client, &policy).await;
     delete_namespace(&client, &ns).await;
