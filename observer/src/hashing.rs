@@ -10,7 +10,8 @@
 //! [`HashCache::hash_threads`]); which files are hashed is decided before, in order, by the
 //! caller, so the width changes how long a sample takes, never what it reports.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::{Ordering as Order, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -337,9 +338,11 @@ pub enum Hashed {
 
 /// Hashes files on up to [`HashCache::hash_threads`] threads while `work` runs on this one,
 /// then helps with what is left; returns what `work` returned and every submitted file's
-/// [`Hashed`], in the order of submission. The helper threads are started with the first
-/// files submitted (none if `work` submits nothing) and have ended when this returns. A file
-/// a thread reaches after `deadline` is not read.
+/// [`Hashed`], in the order of submission. The largest file waiting is taken first (one file
+/// is read by one thread: a large one started last would leave the others idle at the end).
+/// The helper threads are started with the first files submitted (none if `work` submits
+/// nothing) and have ended when this returns. A file a thread reaches after `deadline` is not
+/// read.
 pub fn hash_pool<R>(
     cache: &HashCache,
     deadline: Instant,
@@ -387,14 +390,19 @@ pub struct HashPool<'scope, 'env> {
 }
 
 impl HashPool<'_, '_> {
-    /// Queues `file` for hashing (through the cache); `path` only names errors. Returns its
-    /// index among the results of [`hash_pool`].
-    pub fn submit(&mut self, file: File, path: PathBuf) -> usize {
+    /// Queues `file`, of `size` bytes, for hashing (through the cache); `path` only names
+    /// errors. Returns its index among the results of [`hash_pool`].
+    pub fn submit(&mut self, file: File, size: u64, path: PathBuf) -> usize {
         let ticket = {
             let mut state = self.shared.lock();
             let ticket = state.results.len();
             state.results.push(None);
-            state.queue.push_back(Job { ticket, file, path });
+            state.queue.push(Job {
+                order: (size, Reverse(ticket)),
+                ticket,
+                file,
+                path,
+            });
             ticket
         };
         self.shared.queued.notify_one();
@@ -419,14 +427,36 @@ impl HashPool<'_, '_> {
 }
 
 struct Job {
+    /// Largest first, then first submitted.
+    order: (u64, Reverse<usize>),
     ticket: usize,
     file: File,
     path: PathBuf,
 }
 
+impl PartialEq for Job {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for Job {}
+
+impl PartialOrd for Job {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Job {
+    fn cmp(&self, other: &Self) -> Order {
+        self.order.cmp(&other.order)
+    }
+}
+
 #[derive(Default)]
 struct PoolState {
-    queue: VecDeque<Job>,
+    queue: BinaryHeap<Job>,
     /// No more files come: threads finding the queue empty end.
     closed: bool,
     results: Vec<Option<Hashed>>,
@@ -448,7 +478,7 @@ impl PoolShared<'_> {
     fn next(&self) -> Option<Job> {
         let mut state = self.lock();
         loop {
-            if let Some(job) = state.queue.pop_front() {
+            if let Some(job) = state.queue.pop() {
                 return Some(job);
             }
             if state.closed {
@@ -778,10 +808,16 @@ mod tests {
             let (tickets, hashed) = hash_pool(&cache, far, |pool| {
                 let mut tickets: Vec<usize> = paths
                     .iter()
-                    .map(|p| pool.submit(File::open(p).unwrap(), p.clone()))
+                    .map(|p| {
+                        pool.submit(
+                            File::open(p).unwrap(),
+                            std::fs::metadata(p).unwrap().len(),
+                            p.clone(),
+                        )
+                    })
                     .collect();
                 // Not a regular file: its error comes back in its place.
-                tickets.push(pool.submit(File::open("/dev/null").unwrap(), "/dev/null".into()));
+                tickets.push(pool.submit(File::open("/dev/null").unwrap(), 0, "/dev/null".into()));
                 tickets
             });
             assert_eq!(tickets, (0..=paths.len()).collect::<Vec<_>>());
@@ -802,7 +838,7 @@ mod tests {
                 Instant::now(),
                 |pool| {
                     std::thread::sleep(std::time::Duration::from_millis(2));
-                    pool.submit(File::open(&paths[3]).unwrap(), paths[3].clone())
+                    pool.submit(File::open(&paths[3]).unwrap(), 3001, paths[3].clone())
                 },
             );
             assert!(matches!(late[..], [Hashed::TimedOut]), "{late:?}");

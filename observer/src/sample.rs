@@ -614,7 +614,7 @@ impl<'a> Sampler<'a> {
             return (None, build_id, Some(capped));
         }
         if !self.cache.has_sha256(&meta) {
-            let ticket = pool.submit(file, PathBuf::from(path));
+            let ticket = pool.submit(file, size, PathBuf::from(path));
             self.pending.push(Pending {
                 ticket,
                 target,
