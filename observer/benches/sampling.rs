@@ -5,10 +5,14 @@
 //!   copies of a few real libraries of this machine under distinct names (distinct files, so
 //!   distinct inodes). `sample::sample` is timed over R repetitions with a fresh `HashCache`
 //!   each time (cold: every file hashed; the page cache is warm, an untimed pass goes first,
-//!   so the disk is not what is measured) and with a filled cache (warm); interleaved with
-//!   them, `openssl dgst -sha256` over the very files the sample hashed, timed as a whole
-//!   process: the ceiling (OpenSSL uses the CPU's SHA extensions). Every digest the sample
-//!   reports is checked against OpenSSL's.
+//!   so the disk is not what is measured, for the sample and for OpenSSL alike), once with
+//!   the default hashing width (`HashCache::hash_threads`, the cores up to a cap) and once on
+//!   one thread, and with a filled cache (warm); interleaved with them, `openssl dgst
+//!   -sha256` over the very files the sample hashed, timed as a whole process (one thread):
+//!   the ceiling (OpenSSL uses the CPU's SHA extensions). The one-thread sample against
+//!   OpenSSL is the per-byte comparison on one core; the default-width sample is what a
+//!   container start costs in wall time. Every digest the sample reports is checked against
+//!   OpenSSL's.
 //! - RSS: a child process of this benchmark samples 50 helper processes (each mapping 20 of
 //!   the copies, overlapping: shared files, like containers sharing base layers) the way the
 //!   daemon does — a sample and an entry trace when a container starts, then rounds of
@@ -58,8 +62,10 @@ const RSS_LIBS_PER_CONTAINER: usize = 20;
 const RSS_ROUNDS: usize = 10;
 /// Set in the environment of the child process that measures RSS: the helpers' pids.
 const RSS_CHILD_ENV: &str = "ZASTAVA_BENCH_RSS_PIDS";
-/// Targets from the issue.
+/// Targets from the issue: per byte on one core within 1.15x of OpenSSL; the cold sample of
+/// the 64-library process within the seed's 30 ms.
 const TARGET_COLD_RATIO: f64 = 1.15;
+const TARGET_COLD_64_MS: f64 = 30.0;
 const TARGET_WARM_MS: f64 = 5.0;
 const TARGET_RSS_MB: f64 = 30.0;
 
@@ -108,50 +114,46 @@ fn main() {
             .join(", "),
         work.path().display()
     );
+    let threads = HashCache::default().hash_threads();
     println!(
-        "cold: sample::sample with a fresh HashCache (page cache warm); warm: the same with a \
-         filled HashCache; sha256 only: hashing::sha256_file over the files, no sampling; \
-         openssl: `openssl dgst -sha256` over the files, whole process"
+        "cold: sample::sample with a fresh HashCache hashing on {threads} threads (the default \
+         width here); cold 1 thr: the same on one thread; warm: the same with a filled \
+         HashCache; sha256 only: hashing::sha256_file over the files one by one, no sampling; \
+         openssl: `openssl dgst -sha256` over the files, whole process. The page cache is warm \
+         for all of them."
     );
     println!();
     println!(
-        "{:>5} {:>6} {:>12} {:>9} {:>9} {:>15} {:>11} {:>13}",
+        "{:>5} {:>6} {:>12} {:>9} {:>11} {:>9} {:>15} {:>11} {:>13} {:>16}",
         "N",
         "files",
         "bytes hashed",
         "cold ms",
+        "cold 1 thr",
         "warm ms",
         "sha256 only ms",
         "openssl ms",
-        "cold/openssl"
+        "cold/openssl",
+        "1 thr/openssl"
     );
     let mut runs = Vec::new();
     for n in SIZES {
         let run = measure(work.path(), &copies[..n]);
         println!(
-            "{n:>5} {:>6} {:>12} {:>9.2} {:>9.3} {:>15.2} {:>11.2} {:>13.3}",
+            "{n:>5} {:>6} {:>12} {:>9.2} {:>11.2} {:>9.3} {:>15.2} {:>11.2} {:>13.3} {:>16.3}",
             run.files,
             run.bytes,
             ms(run.cold),
+            ms(run.cold_one_thread),
             ms(run.warm),
             ms(run.sha256_only),
             ms(run.openssl),
             ratio(run.cold, run.openssl),
+            ratio(run.cold_one_thread, run.openssl),
         );
         runs.push((n, run));
     }
     println!();
-    for (n, run) in &runs {
-        let r = ratio(run.cold, run.openssl);
-        println!(
-            "target N={n}: cold hashing within {TARGET_COLD_RATIO}x of OpenSSL: {r:.3}x {}  \
-             (sha256 only / openssl: {:.3}x; MB/s cold {:.0}, openssl {:.0})",
-            verdict(r <= TARGET_COLD_RATIO),
-            ratio(run.sha256_only, run.openssl),
-            run.bytes as f64 / 1e6 / run.cold.as_secs_f64(),
-            run.bytes as f64 / 1e6 / run.openssl.as_secs_f64(),
-        );
-    }
     let empty = work.path().join("empty");
     fs::write(&empty, b"").unwrap();
     let startup = median(
@@ -163,11 +165,37 @@ fn main() {
             })
             .collect(),
     );
+    for (n, run) in &runs {
+        let r = ratio(run.cold_one_thread, run.openssl);
+        // Per byte of hashing alone: OpenSSL without its process start against the files
+        // hashed one by one, both on one core.
+        let openssl_hashing = run.openssl.saturating_sub(startup);
+        println!(
+            "target N={n}: per byte on one core within {TARGET_COLD_RATIO}x of OpenSSL: cold \
+             sample on 1 thread / openssl {r:.3}x {}  (sha256 only / openssl without its \
+             start: {:.3}x; MB/s: 1 thread {:.0}, {threads} threads {:.0}, openssl {:.0}, \
+             openssl without its start {:.0})",
+            verdict(r <= TARGET_COLD_RATIO),
+            ratio(run.sha256_only, openssl_hashing),
+            run.bytes as f64 / 1e6 / run.cold_one_thread.as_secs_f64(),
+            run.bytes as f64 / 1e6 / run.cold.as_secs_f64(),
+            run.bytes as f64 / 1e6 / run.openssl.as_secs_f64(),
+            run.bytes as f64 / 1e6 / openssl_hashing.as_secs_f64(),
+        );
+    }
     println!(
         "(every openssl figure includes its process start: `openssl dgst -sha256` of an empty \
          file takes {:.2} ms here)",
         ms(startup)
     );
+    if let Some((_, run)) = runs.iter().find(|(n, _)| *n == 64) {
+        println!(
+            "target: cold sample of the 64-library process within {TARGET_COLD_64_MS} ms on \
+             {threads} threads: {:.2} ms {}",
+            ms(run.cold),
+            verdict(ms(run.cold) <= TARGET_COLD_64_MS)
+        );
+    }
     let warm64 = runs.iter().find(|(n, _)| *n == 64).map(|(_, r)| ms(r.warm));
     if let Some(warm) = warm64 {
         println!(
@@ -351,6 +379,7 @@ struct Run {
     files: usize,
     bytes: u64,
     cold: Duration,
+    cold_one_thread: Duration,
     warm: Duration,
     sha256_only: Duration,
     openssl: Duration,
@@ -391,7 +420,8 @@ fn measure(dir: &Path, libs: &[PathBuf]) -> Run {
 
     let warm_cache = HashCache::default();
     sample::sample(pid, &opts, &warm_cache).unwrap();
-    let (mut cold, mut warm, mut only, mut openssl) = (vec![], vec![], vec![], vec![]);
+    let (mut cold, mut cold1, mut warm, mut only, mut openssl) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..REPS {
         // Interleaved, so whatever else the machine does weighs on all of them alike.
         let cache = HashCache::default();
@@ -399,7 +429,14 @@ fn measure(dir: &Path, libs: &[PathBuf]) -> Run {
         let s = sample::sample(pid, &opts, &cache).unwrap();
         cold.push(t.elapsed());
         assert_eq!(cache.bytes_hashed(), bytes);
-        assert_eq!(s.loaded_libs.len(), first.loaded_libs.len());
+        assert_eq!(s, first, "the same sample whatever the cache and the width");
+
+        let cache = HashCache::default().with_hash_threads(1);
+        let t = Instant::now();
+        let s = sample::sample(pid, &opts, &cache).unwrap();
+        cold1.push(t.elapsed());
+        assert_eq!(cache.bytes_hashed(), bytes);
+        assert_eq!(s, first);
 
         let t = Instant::now();
         openssl_dgst(&hashed);
@@ -425,6 +462,7 @@ fn measure(dir: &Path, libs: &[PathBuf]) -> Run {
         files: hashed.len(),
         bytes,
         cold: median(cold),
+        cold_one_thread: median(cold1),
         warm: median(warm),
         sha256_only: median(only),
         openssl: median(openssl),

@@ -2,15 +2,24 @@
 //!
 //! The cache is keyed by (device, inode, size, mtime) as `fstat` reports them for the opened
 //! file, so a library shared by many containers of the same image is hashed once, and a file
-//! rewritten in place (new size or mtime) is hashed again.
+//! rewritten in place (new size or mtime) is hashed again. A file being hashed is marked in
+//! flight: another thread asking for the same version waits for that hash instead of reading
+//! the file again.
+//!
+//! [`hash_pool`] spreads the hashing of one sample over a few threads (the cache's
+//! [`HashCache::hash_threads`]); which files are hashed is decided before, in order, by the
+//! caller, so the width changes how long a sample takes, never what it reports.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::{Ordering as Order, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -18,7 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::elf::{self, ElfInfo};
 use crate::error::{Error, Result};
 
-pub use crate::limits::{DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS};
+pub use crate::limits::{
+    default_hash_threads, DEFAULT_MAX_HASH_BYTES_PER_CONTAINER, DEFAULT_MAX_LIBS, MAX_HASH_THREADS,
+};
 /// Default number of files the node-wide cache remembers.
 pub const DEFAULT_CACHE_ENTRIES: usize = 16_384;
 /// Read buffer for hashing.
@@ -126,6 +137,8 @@ struct Inner {
     map: HashMap<FileKey, Entry>,
     /// Insertion order, for first-in-first-out eviction.
     order: VecDeque<FileKey>,
+    /// Versions being hashed right now (by some thread): others wait for them.
+    in_flight: HashSet<FileKey>,
 }
 
 /// A hash computed through the cache.
@@ -137,11 +150,15 @@ pub struct CachedHash {
 }
 
 /// Node-wide cache of file hashes and ELF build-ids; bounded (oldest entries evicted first),
-/// shared between threads.
+/// shared between threads. It also says how many threads may hash one sample's files
+/// ([`HashCache::hash_threads`]): one setting for the node, like the cache.
 #[derive(Debug)]
 pub struct HashCache {
     capacity: usize,
+    hash_threads: usize,
     inner: Mutex<Inner>,
+    /// Signalled when a hash in flight is done.
+    landed: Condvar,
     bytes_hashed: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -154,15 +171,30 @@ impl Default for HashCache {
 }
 
 impl HashCache {
-    /// A cache remembering at most `capacity` files (at least one).
+    /// A cache remembering at most `capacity` files (at least one), hashing a sample's files
+    /// on [`default_hash_threads`] threads.
     pub fn new(capacity: usize) -> Self {
         HashCache {
             capacity: capacity.max(1),
+            hash_threads: default_hash_threads(),
             inner: Mutex::default(),
+            landed: Condvar::new(),
             bytes_hashed: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    /// The same cache hashing one sample's files on `threads` threads (1: all on the sampling
+    /// thread; at most [`MAX_HASH_THREADS`]).
+    pub fn with_hash_threads(mut self, threads: usize) -> Self {
+        self.hash_threads = threads.clamp(1, MAX_HASH_THREADS);
+        self
+    }
+
+    /// Threads that may hash one sample's files, the sampling thread included.
+    pub fn hash_threads(&self) -> usize {
+        self.hash_threads
     }
 
     /// Bytes read for hashing since the cache was made (`zastava_hash_bytes_total`).
@@ -189,21 +221,46 @@ impl HashCache {
         self.len() == 0
     }
 
+    /// Whether the sha256 of this version of a file (its `fstat`) is known: asking for it
+    /// would read nothing. Counts neither a hit nor a miss.
+    pub fn has_sha256(&self, meta: &Metadata) -> bool {
+        let key = FileKey::from_metadata(meta);
+        self.lock()
+            .map
+            .get(&key)
+            .is_some_and(|e| e.sha256.is_some())
+    }
+
     /// sha256 of an opened regular file, from the cache when this version of the file (same
-    /// device, inode, size and mtime) was hashed before. `path` only names errors.
+    /// device, inode, size and mtime) was hashed before, or after the thread hashing it now
+    /// is done. `path` only names errors.
     pub fn sha256(&self, file: &File, path: &Path) -> Result<CachedHash> {
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if !meta.is_file() {
             return Err(Error::NotRegularFile { path: path.into() });
         }
         let key = FileKey::from_metadata(&meta);
-        if let Some(sha256) = self.lock().map.get(&key).and_then(|e| e.sha256.clone()) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(CachedHash {
-                sha256,
-                cached: true,
-            });
+        let mut inner = self.lock();
+        loop {
+            if let Some(sha256) = inner.map.get(&key).and_then(|e| e.sha256.clone()) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(CachedHash {
+                    sha256,
+                    cached: true,
+                });
+            }
+            if inner.in_flight.insert(key) {
+                break;
+            }
+            // Another thread reads this very version: its hash lands in the map (or, should
+            // the file change under it, nothing does and this thread reads it itself).
+            inner = self
+                .landed
+                .wait(inner)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        drop(inner);
+        let _in_flight = InFlight { cache: self, key };
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Positioned reads from 0 so a shared file offset does not matter.
         let reader = PositionedReader { file, offset: 0 };
@@ -249,12 +306,198 @@ impl HashCache {
         f(inner.map.entry(key).or_default());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map inconsistent in a way that
         // matters (worst case: an entry without its order slot), so keep going.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A version of a file this thread is hashing; dropped (also on a panic), it is no longer in
+/// flight and the threads waiting for it look again.
+struct InFlight<'a> {
+    cache: &'a HashCache,
+    key: FileKey,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.cache.lock().in_flight.remove(&self.key);
+        self.cache.landed.notify_all();
+    }
+}
+
+/// What became of a file handed to a [`HashPool`].
+#[derive(Debug)]
+pub enum Hashed {
+    /// Hashed (or found in the cache), or why it could not be.
+    Done(Result<CachedHash>),
+    /// Not read: the sample's wall time was spent before a thread got to it.
+    TimedOut,
+}
+
+/// Hashes files on up to [`HashCache::hash_threads`] threads while `work` runs on this one,
+/// then helps with what is left; returns what `work` returned and every submitted file's
+/// [`Hashed`], in the order of submission. The largest file waiting is taken first (one file
+/// is read by one thread: a large one started last would leave the others idle at the end).
+/// The helper threads are started with the first files submitted (none if `work` submits
+/// nothing) and have ended when this returns. A file a thread reaches after `deadline` is not
+/// read.
+pub fn hash_pool<R>(
+    cache: &HashCache,
+    deadline: Instant,
+    work: impl FnOnce(&mut HashPool<'_, '_>) -> R,
+) -> (R, Vec<Hashed>) {
+    let shared = PoolShared {
+        cache,
+        deadline,
+        state: Mutex::new(PoolState::default()),
+        queued: Condvar::new(),
+    };
+    let out = thread::scope(|scope| {
+        let mut pool = HashPool {
+            scope,
+            shared: &shared,
+            helpers: 0,
+            helpers_wanted: cache.hash_threads().saturating_sub(1),
+        };
+        let out = work(&mut pool);
+        shared.lock().closed = true;
+        shared.queued.notify_all();
+        while let Some(job) = shared.next() {
+            shared.run(job);
+        }
+        out
+    });
+    let results = shared
+        .state
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .results
+        .into_iter()
+        // The scope joined every helper, and the loop above emptied the queue.
+        .map(|r| r.unwrap_or(Hashed::TimedOut))
+        .collect();
+    (out, results)
+}
+
+/// Files submitted for hashing, see [`hash_pool`].
+pub struct HashPool<'scope, 'env> {
+    scope: &'scope thread::Scope<'scope, 'env>,
+    shared: &'env PoolShared<'env>,
+    helpers: usize,
+    helpers_wanted: usize,
+}
+
+impl HashPool<'_, '_> {
+    /// Queues `file`, of `size` bytes, for hashing (through the cache); `path` only names
+    /// errors. Returns its index among the results of [`hash_pool`].
+    pub fn submit(&mut self, file: File, size: u64, path: PathBuf) -> usize {
+        let ticket = {
+            let mut state = self.shared.lock();
+            let ticket = state.results.len();
+            state.results.push(None);
+            state.queue.push(Job {
+                order: (size, Reverse(ticket)),
+                ticket,
+                file,
+                path,
+            });
+            ticket
+        };
+        self.shared.queued.notify_one();
+        if self.helpers < self.helpers_wanted {
+            let shared = self.shared;
+            let spawned = thread::Builder::new()
+                .name("zastava-hash".to_string())
+                .spawn_scoped(self.scope, move || {
+                    while let Some(job) = shared.next() {
+                        shared.run(job);
+                    }
+                });
+            // Without a helper the calling thread hashes everything once `work` is done.
+            self.helpers = if spawned.is_ok() {
+                self.helpers + 1
+            } else {
+                self.helpers_wanted
+            };
+        }
+        ticket
+    }
+}
+
+struct Job {
+    /// Largest first, then first submitted.
+    order: (u64, Reverse<usize>),
+    ticket: usize,
+    file: File,
+    path: PathBuf,
+}
+
+impl PartialEq for Job {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for Job {}
+
+impl PartialOrd for Job {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Job {
+    fn cmp(&self, other: &Self) -> Order {
+        self.order.cmp(&other.order)
+    }
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: BinaryHeap<Job>,
+    /// No more files come: threads finding the queue empty end.
+    closed: bool,
+    results: Vec<Option<Hashed>>,
+}
+
+struct PoolShared<'a> {
+    cache: &'a HashCache,
+    deadline: Instant,
+    state: Mutex<PoolState>,
+    queued: Condvar,
+}
+
+impl PoolShared<'_> {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next file to hash, waiting for one while more may come.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.queue.pop() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .queued
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn run(&self, job: Job) {
+        let hashed = if Instant::now() > self.deadline {
+            Hashed::TimedOut
+        } else {
+            Hashed::Done(self.cache.sha256(&job.file, &job.path))
+        };
+        self.lock().results[job.ticket] = Some(hashed);
     }
 }
 
@@ -340,6 +583,12 @@ impl Budget {
             }
             _ => Err(Capped::MaxHashBytes),
         }
+    }
+
+    /// Gives back `size` bytes charged for a file that was not read after all (the sample's
+    /// wall time ran out before it).
+    pub fn refund(&mut self, size: u64) {
+        self.bytes = self.bytes.saturating_sub(size);
     }
 
     /// Bytes charged so far.
@@ -514,6 +763,101 @@ mod tests {
         let sums: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         assert!(sums.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(sums[0], sha256sum(Path::new("/bin/true")));
+    }
+
+    #[test]
+    fn a_file_hashed_by_one_thread_is_not_read_again_by_another() {
+        let dir = temp_dir("in-flight");
+        let path = dir.join("big.so");
+        let size = 16 * HASH_BUFFER_BYTES;
+        std::fs::write(&path, vec![3u8; size]).unwrap();
+        let cache = HashCache::new(8);
+        let threads = 4;
+        let start = std::sync::Barrier::new(threads);
+        let sums: Vec<CachedHash> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let file = File::open(&path).unwrap();
+                        start.wait();
+                        cache.sha256(&file, &path).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(sums.iter().all(|s| s.sha256 == sha256sum(&path)));
+        assert_eq!(sums.iter().filter(|s| !s.cached).count(), 1, "{sums:?}");
+        assert_eq!(cache.bytes_hashed(), size as u64);
+        assert_eq!((cache.misses(), cache.hits()), (1, threads as u64 - 1));
+    }
+
+    #[test]
+    fn the_pool_returns_every_file_in_order_of_submission() {
+        let dir = temp_dir("pool");
+        let paths: Vec<PathBuf> = (0..9)
+            .map(|i| {
+                let p = dir.join(format!("f{i}"));
+                std::fs::write(&p, vec![i as u8; 1000 * i + 1]).unwrap();
+                p
+            })
+            .collect();
+        for threads in 1..=MAX_HASH_THREADS {
+            let cache = HashCache::new(64).with_hash_threads(threads);
+            let far = Instant::now() + std::time::Duration::from_secs(3600);
+            let (tickets, hashed) = hash_pool(&cache, far, |pool| {
+                let mut tickets: Vec<usize> = paths
+                    .iter()
+                    .map(|p| {
+                        pool.submit(
+                            File::open(p).unwrap(),
+                            std::fs::metadata(p).unwrap().len(),
+                            p.clone(),
+                        )
+                    })
+                    .collect();
+                // Not a regular file: its error comes back in its place.
+                tickets.push(pool.submit(File::open("/dev/null").unwrap(), 0, "/dev/null".into()));
+                tickets
+            });
+            assert_eq!(tickets, (0..=paths.len()).collect::<Vec<_>>());
+            assert_eq!(hashed.len(), paths.len() + 1);
+            for (path, hashed) in paths.iter().zip(&hashed) {
+                match hashed {
+                    Hashed::Done(Ok(h)) => assert_eq!(h.sha256, sha256sum(path)),
+                    other => panic!("{}: {other:?}", path.display()),
+                }
+            }
+            assert!(matches!(
+                hashed.last(),
+                Some(Hashed::Done(Err(Error::NotRegularFile { .. })))
+            ));
+            // Past the deadline nothing is read.
+            let (_, late) = hash_pool(
+                &HashCache::new(8).with_hash_threads(threads),
+                Instant::now(),
+                |pool| {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    pool.submit(File::open(&paths[3]).unwrap(), 3001, paths[3].clone())
+                },
+            );
+            assert!(matches!(late[..], [Hashed::TimedOut]), "{late:?}");
+        }
+        // Nothing submitted: no thread started, nothing returned.
+        let (out, hashed) = hash_pool(&HashCache::new(8), Instant::now(), |_| 7);
+        assert_eq!((out, hashed.len()), (7, 0));
+    }
+
+    #[test]
+    fn hash_threads_are_bounded() {
+        assert_eq!(HashCache::new(8).with_hash_threads(0).hash_threads(), 1);
+        assert_eq!(
+            HashCache::new(8).with_hash_threads(1000).hash_threads(),
+            MAX_HASH_THREADS
+        );
+        let default = HashCache::default().hash_threads();
+        assert!((1..=MAX_HASH_THREADS).contains(&default));
+        assert_eq!(default, default_hash_threads());
     }
 
     #[test]

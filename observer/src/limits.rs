@@ -47,6 +47,18 @@ pub const MAX_SAMPLE_WARNINGS: usize = 64;
 /// Wall time one sample may take: checked between files (each file is bounded by the
 /// hashing caps); the files not reached are listed unhashed and the sample is partial.
 pub const SAMPLE_WALL_TIME: Duration = Duration::from_secs(10);
+/// Threads that may hash the files of one sample at once (the sampling thread included). The
+/// work is the same whatever the width (each file read once), only spread: a node agent needs
+/// no more than a few cores for a moment, whatever the machine has.
+pub const MAX_HASH_THREADS: usize = 4;
+
+/// Default width of a sample's hashing: the cores this process may run on, at most
+/// [`MAX_HASH_THREADS`] (1 where that cannot be told).
+pub fn default_hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_HASH_THREADS)
+}
 
 // ---------------------------------------------------------------------------------------------
 // The entry trace (crate::entrytrace)

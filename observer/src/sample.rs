@@ -11,6 +11,14 @@
 //! ([`crate::limits`]): past a cap the sample is `partial`, with a warning naming the cap. The
 //! executable is opened through `<proc>/<pid>/exe`. Nothing from the process is executed; its
 //! environment is never read; its arguments are only reported when asked.
+//!
+//! The files are opened, build-id'd and charged against the caps on the sampling thread, in
+//! the order of the maps, so which files are hashed is decided as if they were hashed one by
+//! one; the hashing of those the cache does not know yet is spread over
+//! [`HashCache::hash_threads`] threads ([`crate::hashing::hash_pool`]) while the sampling
+//! thread goes on (and traces the entrypoint). The warnings are listed in that same order.
+//! One difference with hashing one by one: a file whose read fails after it was opened makes
+//! the sample look at the process only once every file was opened, not before the next one.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -23,7 +31,9 @@ use serde::Serialize;
 use crate::confined::{self, Root};
 use crate::entrytrace::{self, EntryTrace};
 use crate::error::{Error, Result};
-use crate::hashing::{open_regular, Budget, Capped, HashCache, Limits};
+use crate::hashing::{
+    hash_pool, open_regular, Budget, Capped, HashCache, HashPool, Hashed, Limits,
+};
 use crate::limits::{MAX_CMDLINE_BYTES, MAX_SAMPLE_WARNINGS, SAMPLE_WALL_TIME};
 use crate::maps::{self, FileKind, MappedFile, MapsCaps};
 
@@ -159,6 +169,38 @@ struct ProcStat {
     starttime: u64,
 }
 
+/// A warning of the sample, in the order the sampling came upon it.
+enum Note {
+    Text(String),
+    /// The warning (if any) of the file hashed as this ticket of the pool.
+    Hash(usize),
+    /// The sample's wall time ran out (said once, at the first such note).
+    WallTime,
+}
+
+/// How the hashing of one pool ticket went, for its [`Note::Hash`].
+enum Outcome {
+    Hashed,
+    Failed(String),
+    TimedOut,
+}
+
+/// Which file of the sample a pool ticket is.
+#[derive(Clone, Copy)]
+enum Target {
+    Executable,
+    Lib(usize),
+}
+
+/// A file handed to the hash pool: where its hash goes.
+struct Pending {
+    ticket: usize,
+    target: Target,
+    path: String,
+    /// Charged against the byte cap.
+    size: u64,
+}
+
 struct Sampler<'a> {
     pid: u32,
     opts: &'a SampleOptions,
@@ -166,9 +208,13 @@ struct Sampler<'a> {
     dir: PathBuf,
     starttime: u64,
     budget: Budget,
-    warnings: Vec<String>,
+    notes: Vec<Note>,
+    /// `Note::Text`s kept: past [`MAX_SAMPLE_WARNINGS`] they are only counted.
+    texts: usize,
     /// Warnings past [`MAX_SAMPLE_WARNINGS`], counted.
     dropped_warnings: usize,
+    /// Files the pool hashes.
+    pending: Vec<Pending>,
     vanished: bool,
     /// A cap left something unread: the sample is partial.
     capped: bool,
@@ -188,8 +234,10 @@ impl<'a> Sampler<'a> {
             dir: opts.proc_root.join(pid.to_string()),
             starttime: 0,
             budget: Budget::new(opts.limits),
-            warnings: Vec::new(),
+            notes: Vec::new(),
+            texts: 0,
             dropped_warnings: 0,
+            pending: Vec::new(),
             vanished: false,
             capped: false,
             deadline: Instant::now() + SAMPLE_WALL_TIME,
@@ -233,20 +281,25 @@ impl<'a> Sampler<'a> {
             return Err(self.nothing_sampled(Error::ProcessExited { pid: self.pid }));
         }
 
-        let executable = self.executable(maps.lines == 0);
-        let loaded_libs = maps
-            .files
-            .iter()
-            .filter(|f| f.executable)
-            .filter(|f| {
-                executable.as_ref().is_none_or(|exe| {
-                    exe.path != f.path.to_string_lossy() || f.kind != FileKind::Regular
-                })
-            })
-            .map(|f| self.loaded_lib(f))
-            .collect();
-
-        let (entrypoint, entry_trace) = self.command_line();
+        let cache = self.cache;
+        let deadline = self.deadline;
+        let ((mut executable, mut loaded_libs, (entrypoint, entry_trace)), hashed) =
+            hash_pool(cache, deadline, |pool| {
+                let executable = self.executable(pool, maps.lines == 0);
+                let mut loaded_libs = Vec::new();
+                for f in maps.files.iter().filter(|f| f.executable).filter(|f| {
+                    executable.as_ref().is_none_or(|exe| {
+                        exe.path != f.path.to_string_lossy() || f.kind != FileKind::Regular
+                    })
+                }) {
+                    let lib = self.loaded_lib(pool, f, Target::Lib(loaded_libs.len()));
+                    loaded_libs.push(lib);
+                }
+                // While the pool hashes.
+                let command_line = self.command_line();
+                (executable, loaded_libs, command_line)
+            });
+        let outcomes = self.resolve(hashed, &mut executable, &mut loaded_libs);
 
         if !self.vanished && self.liveness() == Liveness::Reused {
             self.vanished = true;
@@ -260,7 +313,7 @@ impl<'a> Sampler<'a> {
                 entry_trace,
                 hashed_bytes: self.budget.bytes(),
                 partial: self.capped,
-                warnings: self.finish_warnings(),
+                warnings: self.finish_warnings(&outcomes),
             },
             vanished: self.vanished,
         })
@@ -316,27 +369,102 @@ impl<'a> Sampler<'a> {
         }
     }
 
-    /// Keeps a warning, up to [`MAX_SAMPLE_WARNINGS`] (the others are counted).
+    /// Keeps a warning, up to [`MAX_SAMPLE_WARNINGS`] (the others are counted). The cap is
+    /// applied again once the hashes are in ([`Sampler::finish_warnings`]): a text dropped
+    /// here comes after as many warnings as the cap, so it would be dropped there too.
     fn warn(&mut self, what: String) {
-        if self.warnings.len() < MAX_SAMPLE_WARNINGS {
-            self.warnings.push(what);
+        if self.texts < MAX_SAMPLE_WARNINGS {
+            self.texts += 1;
+            self.notes.push(Note::Text(what));
         } else {
             self.dropped_warnings += 1;
         }
     }
 
-    fn finish_warnings(&mut self) -> Vec<String> {
-        let mut warnings = std::mem::take(&mut self.warnings);
-        if self.dropped_warnings > 0 {
-            warnings.push(format!(
-                "{} more warnings not listed (cap)",
-                self.dropped_warnings
-            ));
+    /// The warnings in the order the sampling came upon them, up to [`MAX_SAMPLE_WARNINGS`],
+    /// with those of the hashes (`outcomes`, by pool ticket) in their places.
+    fn finish_warnings(&mut self, outcomes: &[Outcome]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let mut dropped = self.dropped_warnings;
+        let mut said_wall_time = false;
+        for note in std::mem::take(&mut self.notes) {
+            let text = match note {
+                Note::Text(text) => text,
+                Note::Hash(ticket) => match outcomes.get(ticket) {
+                    Some(Outcome::Failed(text)) => text.clone(),
+                    Some(Outcome::TimedOut) if !said_wall_time => {
+                        said_wall_time = true;
+                        wall_time_warning()
+                    }
+                    _ => continue,
+                },
+                Note::WallTime if !said_wall_time => {
+                    said_wall_time = true;
+                    wall_time_warning()
+                }
+                Note::WallTime => continue,
+            };
+            if warnings.len() < MAX_SAMPLE_WARNINGS {
+                warnings.push(text);
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            warnings.push(format!("{dropped} more warnings not listed (cap)"));
         }
         warnings
     }
 
-    fn executable(&mut self, no_maps: bool) -> Option<Executable> {
+    /// Puts the pool's hashes in their files, in the order the files were submitted: a read
+    /// that failed is looked into as when the file is hashed on the spot (did the process go
+    /// away?); a file the wall time left unread is capped and its bytes not charged.
+    fn resolve(
+        &mut self,
+        hashed: Vec<Hashed>,
+        executable: &mut Option<Executable>,
+        libs: &mut [LoadedLib],
+    ) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(hashed.len());
+        for (pending, hashed) in std::mem::take(&mut self.pending).into_iter().zip(hashed) {
+            debug_assert_eq!(pending.ticket, outcomes.len());
+            let slot = match pending.target {
+                Target::Executable => executable
+                    .as_mut()
+                    .map(|exe| (&mut exe.sha256, &mut exe.capped)),
+                Target::Lib(i) => libs
+                    .get_mut(i)
+                    .map(|lib| (&mut lib.sha256, &mut lib.capped)),
+            };
+            // Every ticket is the executable's or a listed library's.
+            let Some((sha256, capped)) = slot else {
+                outcomes.push(Outcome::Hashed);
+                continue;
+            };
+            let outcome = match hashed {
+                Hashed::Done(Ok(hash)) => {
+                    *sha256 = Some(hash.sha256);
+                    Outcome::Hashed
+                }
+                Hashed::Done(Err(e)) => {
+                    if !self.vanished && self.liveness() != Liveness::Alive {
+                        self.vanished = true;
+                    }
+                    Outcome::Failed(format!("{}: sha256: {}", pending.path, error_cause(&e)))
+                }
+                Hashed::TimedOut => {
+                    *capped = Some(Capped::WallTime);
+                    self.capped = true;
+                    self.budget.refund(pending.size);
+                    Outcome::TimedOut
+                }
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    fn executable(&mut self, pool: &mut HashPool<'_, '_>, no_maps: bool) -> Option<Executable> {
         let link = self.dir.join("exe");
         let target = match fs::read_link(&link) {
             Ok(target) => target,
@@ -366,14 +494,19 @@ impl<'a> Sampler<'a> {
                 return Some(exe);
             }
         };
-        let (sha256, build_id, capped) = self.inspect(&file, &exe.path);
+        let (sha256, build_id, capped) = self.inspect(pool, file, &exe.path, Target::Executable);
         exe.sha256 = sha256;
         exe.build_id = build_id;
         exe.capped = capped;
         Some(exe)
     }
 
-    fn loaded_lib(&mut self, mapped: &MappedFile) -> LoadedLib {
+    fn loaded_lib(
+        &mut self,
+        pool: &mut HashPool<'_, '_>,
+        mapped: &MappedFile,
+        target: Target,
+    ) -> LoadedLib {
         let mut lib = LoadedLib {
             path: mapped.path.to_string_lossy().into_owned(),
             inode: mapped.inode,
@@ -389,11 +522,7 @@ impl<'a> Sampler<'a> {
         if Instant::now() > self.deadline {
             if !self.timed_out {
                 self.timed_out = true;
-                self.warn(format!(
-                    "the sample's time budget ({} s) is spent: the files not reached are \
-                     listed unhashed (cap)",
-                    SAMPLE_WALL_TIME.as_secs()
-                ));
+                self.notes.push(Note::WallTime);
             }
             self.capped = true;
             lib.capped = Some(Capped::WallTime);
@@ -405,7 +534,7 @@ impl<'a> Sampler<'a> {
         }
         match self.open_mapped(mapped) {
             Ok(file) => {
-                let (sha256, build_id, capped) = self.inspect(&file, &lib.path);
+                let (sha256, build_id, capped) = self.inspect(pool, file, &lib.path, target);
                 lib.sha256 = sha256;
                 lib.build_id = build_id;
                 lib.capped = capped;
@@ -456,31 +585,46 @@ impl<'a> Sampler<'a> {
         ))
     }
 
-    /// Hashes (within the byte budget) and build-ids an opened file.
+    /// Build-ids an opened file and, within the byte budget, hashes it: here if the cache
+    /// knows it, else through the pool (its sha256 is filled in by [`Sampler::resolve`]).
     fn inspect(
         &mut self,
-        file: &File,
+        pool: &mut HashPool<'_, '_>,
+        file: File,
         path: &str,
+        target: Target,
     ) -> (Option<String>, Option<String>, Option<Capped>) {
         let display = Path::new(path);
-        let build_id = match self.cache.elf(file, display) {
+        let build_id = match self.cache.elf(&file, display) {
             Ok(info) => info.build_id,
             Err(e) => {
                 self.warn(format!("{path}: build-id: {e}"));
                 None
             }
         };
-        let size = match file.metadata() {
-            Ok(meta) => meta.len(),
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
             Err(e) => {
                 self.failed(format!("{path}: {e}"));
                 return (None, build_id, None);
             }
         };
+        let size = meta.len();
         if let Err(capped) = self.budget.take_bytes(size) {
             return (None, build_id, Some(capped));
         }
-        match self.cache.sha256(file, display) {
+        if !self.cache.has_sha256(&meta) {
+            let ticket = pool.submit(file, size, PathBuf::from(path));
+            self.pending.push(Pending {
+                ticket,
+                target,
+                path: path.to_string(),
+                size,
+            });
+            self.notes.push(Note::Hash(ticket));
+            return (None, build_id, None);
+        }
+        match self.cache.sha256(&file, display) {
             Ok(hash) => (Some(hash.sha256), build_id, None),
             Err(e) => {
                 self.failed(format!("{path}: sha256: {}", error_cause(&e)));
@@ -525,6 +669,14 @@ impl<'a> Sampler<'a> {
         };
         (self.opts.show_args.then_some(argv), trace)
     }
+}
+
+fn wall_time_warning() -> String {
+    format!(
+        "the sample's time budget ({} s) is spent: the files not reached are listed unhashed \
+         (cap)",
+        SAMPLE_WALL_TIME.as_secs()
+    )
 }
 
 /// Whether an opened file is the one a maps line names: same device and inode. One
@@ -590,6 +742,7 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::elf::tests::readelf_build_id;
+    use crate::hashing::{DEFAULT_MAX_LIBS, MAX_HASH_THREADS};
     use std::process::{Child, Command, Stdio};
 
     type Hook = Box<dyn FnMut(&Path)>;
@@ -717,6 +870,234 @@ mod tests {
             assert!(lib.sha256.is_none() && lib.build_id.is_none());
         }
         assert_eq!(s.hashed_bytes, 0);
+    }
+
+    /// `sleep 30` with `LD_PRELOAD` of `copies` distinct copies of the libm next to the libc
+    /// `sleep` maps (distinct files: distinct inodes), once they are all mapped.
+    fn sleeper_with_copies(
+        dir: &crate::testutil::TempDir,
+        copies: usize,
+    ) -> (Reaped, Vec<PathBuf>) {
+        let plain = sleeper();
+        let libc = sample(plain.0.id(), &SampleOptions::default(), &HashCache::new(8))
+            .unwrap()
+            .loaded_libs
+            .into_iter()
+            .find(|l| l.path.contains("libc.so"))
+            .expect("sleep maps libc");
+        drop(plain);
+        let libm = Path::new(&libc.path).with_file_name("libm.so.6");
+        let paths: Vec<PathBuf> = (0..copies)
+            .map(|i| {
+                let path = dir.join(format!("libm-copy{i}.so"));
+                fs::copy(&libm, &path).unwrap_or_else(|e| panic!("{}: {e}", libm.display()));
+                path
+            })
+            .collect();
+        let preload: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let child = Reaped(
+            Command::new("sleep")
+                .arg("30")
+                .env("LD_PRELOAD", preload.join(":"))
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let maps = PathBuf::from(format!("/proc/{}/maps", child.0.id()));
+        for _ in 0..400 {
+            let text = fs::read_to_string(&maps).unwrap_or_default();
+            if text.contains("libc.so") && preload.iter().all(|p| text.contains(p.as_str())) {
+                return (child, paths);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!(
+            "sleep did not map its preloaded copies: {}",
+            preload.join(":")
+        );
+    }
+
+    /// The files a sample hashed, with their sha256 (executable first, then maps order).
+    fn hashed(s: &ProcessSample) -> Vec<(String, Option<String>, Option<Capped>)> {
+        let exe = s
+            .executable
+            .iter()
+            .map(|e| (e.path.clone(), e.sha256.clone(), e.capped));
+        let libs = s
+            .loaded_libs
+            .iter()
+            .map(|l| (l.path.clone(), l.sha256.clone(), l.capped));
+        exe.chain(libs).collect()
+    }
+
+    #[test]
+    fn parallel_hashing_gives_the_sequential_result() {
+        let dir = crate::testutil::TempDir::new("parallel-real");
+        let (child, copies) = sleeper_with_copies(&dir, 12);
+        let pid = child.0.id();
+        let sequential_cache = HashCache::new(64).with_hash_threads(1);
+        let sequential = sample(pid, &SampleOptions::default(), &sequential_cache).unwrap();
+        assert!(!sequential.partial, "{:?}", sequential.warnings);
+        // Every file hashed, each to what a plain read of it gives.
+        let files = hashed(&sequential);
+        assert!(files.len() >= copies.len() + 3, "{files:?}");
+        for copy in &copies {
+            assert!(
+                files.iter().any(|(p, ..)| Path::new(p) == copy),
+                "{}",
+                copy.display()
+            );
+        }
+        for (path, sha256, capped) in &files {
+            let on_disk = crate::hashing::sha256_file(Path::new(path)).unwrap().sha256;
+            assert_eq!(sha256.as_deref(), Some(&*on_disk), "{path}");
+            assert!(capped.is_none());
+        }
+        for threads in [2, MAX_HASH_THREADS] {
+            let cache = HashCache::new(64).with_hash_threads(threads);
+            let parallel = sample(pid, &SampleOptions::default(), &cache).unwrap();
+            assert_eq!(parallel, sequential, "{threads} threads");
+            // Each file read once, whatever the width.
+            assert_eq!(cache.bytes_hashed(), sequential_cache.bytes_hashed());
+            assert_eq!(cache.misses(), sequential_cache.misses());
+            // Again through the filled cache: nothing read, the same sample.
+            let warm = sample(pid, &SampleOptions::default(), &cache).unwrap();
+            assert_eq!(warm, sequential);
+            assert_eq!(cache.bytes_hashed(), sequential_cache.bytes_hashed());
+        }
+
+        // A byte cap reached in the middle of the copies: the same files are hashed and the
+        // same ones capped, whatever the width.
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|(p, ..)| fs::metadata(p).unwrap().len())
+            .collect();
+        let half = sizes.iter().sum::<u64>() / 2;
+        let opts = SampleOptions {
+            limits: Limits {
+                max_libs: DEFAULT_MAX_LIBS,
+                max_hash_bytes_per_container: half,
+            },
+            ..SampleOptions::default()
+        };
+        let capped_sequential =
+            sample(pid, &opts, &HashCache::new(64).with_hash_threads(1)).unwrap();
+        let capped_files = hashed(&capped_sequential);
+        assert!(capped_files.iter().any(|(_, sha, _)| sha.is_some()));
+        assert!(capped_files
+            .iter()
+            .any(|(_, _, c)| *c == Some(Capped::MaxHashBytes)));
+        assert!(capped_sequential.hashed_bytes <= half);
+        for threads in [2, MAX_HASH_THREADS] {
+            let cache = HashCache::new(64).with_hash_threads(threads);
+            assert_eq!(sample(pid, &opts, &cache).unwrap(), capped_sequential);
+            assert_eq!(cache.bytes_hashed(), capped_sequential.hashed_bytes);
+        }
+    }
+
+    /// A fake procfs process whose libraries are files of the given sizes under its root, each
+    /// mapped in that order, plus `/lib/again.so`: a second path to the first library (the
+    /// same inode, so the same file for the cache).
+    fn fake_process_with_sizes(name: &str, sizes: &[usize]) -> crate::testutil::TempDir {
+        let tmp = crate::testutil::TempDir::new(&format!("fake-{name}"));
+        let pid_dir = tmp.join("4242");
+        fs::create_dir_all(pid_dir.join("root/lib")).unwrap();
+        fs::copy(
+            format!("/proc/{}/stat", std::process::id()),
+            pid_dir.join("stat"),
+        )
+        .unwrap();
+        fs::write(pid_dir.join("cmdline"), b"/bin/app\0").unwrap();
+        std::os::unix::fs::symlink("/bin/true", pid_dir.join("exe")).unwrap();
+        std::os::unix::fs::symlink("/lib/lib0.so", pid_dir.join("root/lib/again.so")).unwrap();
+        let mut maps = String::new();
+        let mut first = None;
+        for (i, size) in sizes.iter().enumerate() {
+            let path = pid_dir.join(format!("root/lib/lib{i}.so"));
+            fs::write(&path, vec![i as u8; *size]).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            let ino = fs::metadata(&path).unwrap().ino();
+            let dev = dev_of(&path);
+            maps.push_str(&format!(
+                "7f{i:02x}0-7f{i:02x}1 r-xp 00000000 {dev} {ino} /lib/lib{i}.so\n"
+            ));
+            first.get_or_insert((dev, ino));
+        }
+        let (dev, ino) = first.unwrap();
+        maps.push_str(&format!(
+            "7fff0-7fff1 r-xp 00000000 {dev} {ino} /lib/again.so\n"
+        ));
+        fs::write(pid_dir.join("maps"), maps).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn byte_cap_boundary_is_the_same_whatever_the_width() {
+        let sizes = [4000, 3000, 2000, 500];
+        let tmp = fake_process_with_sizes("boundary", &sizes);
+        let exe = fs::metadata("/bin/true").unwrap().len();
+        let sample_with = |cap: u64, threads: usize| {
+            let opts = SampleOptions {
+                proc_root: tmp.path().to_path_buf(),
+                limits: Limits {
+                    max_libs: DEFAULT_MAX_LIBS,
+                    max_hash_bytes_per_container: cap,
+                },
+                entry_trace_depth: None,
+                show_args: false,
+            };
+            let cache = HashCache::new(64).with_hash_threads(threads);
+            let s = sample(4242, &opts, &cache).unwrap();
+            (s, cache.bytes_hashed())
+        };
+        let capped_paths = |s: &ProcessSample| -> Vec<String> {
+            hashed(s)
+                .into_iter()
+                .filter(|(_, sha, capped)| {
+                    assert_eq!(sha.is_none(), capped.is_some(), "{s:?}");
+                    *capped == Some(Capped::MaxHashBytes)
+                })
+                .map(|(p, ..)| p)
+                .collect()
+        };
+
+        // Exactly the executable and the first two libraries: both hashed, the next capped;
+        // `again.so` (the first library again) is charged too, and refused.
+        let cap = exe + 4000 + 3000;
+        let (at_cap, read) = sample_with(cap, 1);
+        assert_eq!(
+            capped_paths(&at_cap),
+            ["/lib/lib2.so", "/lib/lib3.so", "/lib/again.so"]
+        );
+        assert_eq!(at_cap.hashed_bytes, cap);
+        assert_eq!(read, cap);
+        // One byte less: the second library is capped, the smaller ones after it still fit
+        // (`again.so`'s 4000 bytes do not).
+        let (below, read_below) = sample_with(cap - 1, 1);
+        assert_eq!(capped_paths(&below), ["/lib/lib1.so", "/lib/again.so"]);
+        assert_eq!(below.hashed_bytes, exe + 4000 + 2000 + 500);
+        assert_eq!(read_below, below.hashed_bytes);
+        // Enough for everything: `again.so` is charged but read from the cache, not again.
+        let all = exe + 4000 + 3000 + 2000 + 500 + 4000;
+        let (everything, read_all) = sample_with(all, 1);
+        assert!(capped_paths(&everything).is_empty());
+        assert_eq!(everything.hashed_bytes, all);
+        assert_eq!(read_all, all - 4000);
+        let lib0 = &everything.loaded_libs[0];
+        assert_eq!(everything.loaded_libs[4].sha256, lib0.sha256);
+
+        for threads in [2, MAX_HASH_THREADS] {
+            for (cap, sequential, read) in [
+                (cap, &at_cap, read),
+                (cap - 1, &below, read_below),
+                (all, &everything, read_all),
+            ] {
+                let (parallel, parallel_read) = sample_with(cap, threads);
+                assert_eq!(&parallel, sequential, "cap {cap}, {threads} threads");
+                // The two paths to one file are hashed once, even by two threads at a time.
+                assert_eq!(parallel_read, read, "cap {cap}, {threads} threads");
+            }
+        }
     }
 
     #[test]
