@@ -25,10 +25,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 
 if [[ ${IMAGE_SKIP_CARGO:-} != 1 ]]; then
   log "cargo build --profile $profile (operator, webhook, observer)"
-  # The checkout's and the crate registry's paths end up in the binaries (panic locations):
-  # mapped to fixed names so a build in another directory gives the same bytes.
-  registry_src=${CARGO_HOME:-$HOME/.cargo}/registry/src
-  RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$PWD=/zastava --remap-path-prefix=$registry_src=/cargo" \
+  RUSTFLAGS=$(release_rustflags) \
     cargo build --locked --profile "$profile" --bins -p zastava-operator -p zastava-webhook -p zastava-observer
 fi
 

@@ -63,6 +63,15 @@ cluster_answers() {
   [[ -s $ENV_FILE ]] && (. "$ENV_FILE" && kubectl get --raw /readyz) >/dev/null 2>&1
 }
 
+# RUSTFLAGS of the shipped binaries (images/make.sh): the checkout's and the crate registry's
+# paths end up in the binaries (panic locations), mapped to fixed names so a build in another
+# directory gives the same bytes. Anything built in the release profile next to them
+# (make bench-admission) uses the same flags, so the dependencies are compiled once.
+release_rustflags() {
+  local registry_src=${CARGO_HOME:-$HOME/.cargo}/registry/src
+  printf '%s' "${RUSTFLAGS:-} --remap-path-prefix=$PWD=/zastava --remap-path-prefix=$registry_src=/cargo"
+}
+
 log() { printf '[zastava-e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 

@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 
+pub mod histogram;
 pub mod install;
 pub mod observer;
 pub mod webhook;
