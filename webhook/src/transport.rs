@@ -1,20 +1,10 @@
 //! The admission server's transport, and every limit it puts on clients: TLS over TCP with a
-//! cap on open connections, a handshake timeout, header and body read timeouts, a cap on
-//! decisions under way and an age after which a connection is closed gracefully. A flood of
-//! slow or idle clients holds at most `max_connections` sockets, each for at most a timeout,
-//! and never a decision slot; the apiserver's kept-alive connections go on being served. A
-//! review past the decision cap is answered 429 at once (the apiserver then applies the
-//! namespace's `failurePolicy`), so a backlog of decisions never outlives the apiserver's
-//! timeout.
-//!
-//! HTTP/2 is offered first (ALPN), HTTP/1.1 second. The apiserver keeps at most 25 idle
-//! HTTP/1.1 connections per webhook: past that concurrency every other review paid a new TLS
-//! handshake on both sides (`make bench-admission`: webhook CPU per admission doubled from
-//! 10 to 100 concurrent creators). Over HTTP/2 it multiplexes its reviews on one connection.
-//! That connection reaches one replica (the Service balances connections, not requests), so
-//! every connection is closed gracefully at `max_connection_age_ms` (GOAWAY: requests under
-//! way finish, the next ones go on a new connection the Service may send to another replica):
-//! a new or restarted replica gets its share within that time.
+//! cap on open connections, a handshake timeout, header and body read timeouts, and a cap on
+//! decisions under way. A flood of slow or idle clients holds at most `max_connections`
+//! sockets, each for at most a timeout, and never a decision slot; the apiserver's
+//! kept-alive connections go on being served. A review past the decision cap is answered
+//! 429 at once (the apiserver then applies the namespace's `failurePolicy`), so a backlog
+//! of decisions never outlives the apiserver's timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -58,16 +48,10 @@ pub struct Limits {
     #[arg(long, env = "ZASTAVA_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Admission decisions under way at once; past it a review is answered 429 at once. Also
-    /// the streams one HTTP/2 connection may have open.
+    /// Admission decisions under way at once; past it a review is answered 429 at once.
     #[arg(long, env = "ZASTAVA_MAX_CONCURRENT_DECISIONS", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_decisions: u32,
-    /// Milliseconds after which a connection is closed gracefully (requests under way finish,
-    /// HTTP/2 sends GOAWAY): spreads the apiserver's long-lived connections over the replicas.
-    #[arg(long, env = "ZASTAVA_MAX_CONNECTION_AGE_MS", default_value_t = 60_000,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connection_age_ms: u64,
 }
 
 impl Default for Limits {
@@ -78,14 +62,9 @@ impl Default for Limits {
             body_read_timeout_ms: 5_000,
             max_connections: 512,
             max_concurrent_decisions: 128,
-            max_connection_age_ms: 60_000,
         }
     }
 }
-
-/// The largest header block an HTTP/2 client may send (an AdmissionReview's headers are a few
-/// hundred bytes).
-const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// `zastava_admission_rejected_total{reason}` values.
 pub mod reason {
@@ -199,10 +178,9 @@ pub async fn serve_tls(
     metrics: Metrics,
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let handshake_timeout = Duration::from_millis(limits.tls_handshake_timeout_ms);
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
-    let max_age = Duration::from_millis(limits.max_connection_age_ms);
-    let max_streams = limits.max_concurrent_decisions;
     let router = router.layer(middleware::from_fn_with_state(
         Arc::new(Gate {
             body_timeout: Duration::from_millis(limits.body_read_timeout_ms),
@@ -238,7 +216,7 @@ pub async fn serve_tls(
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
-        let stop = stop.clone();
+        let watcher = graceful.watcher();
         let metrics = metrics.clone();
         metrics.connections.inc();
         tokio::spawn(async move {
@@ -272,73 +250,22 @@ pub async fn serve_tls(
                 }
             };
             if let Some(tls) = tls {
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                let io = TokioIo::new(tls);
-                let served = if h2 {
-                    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .timer(TokioTimer::new())
-                        .max_concurrent_streams(max_streams)
-                        .max_header_list_size(MAX_HEADER_LIST_BYTES)
-                        .serve_connection(io, service);
-                    let mut connection = std::pin::pin!(connection);
-                    match until_stop_or_age(connection.as_mut(), stop, max_age).await {
-                        Some(ended) => ended,
-                        None => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    }
-                } else {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .serve_connection(io, service);
-                    let mut connection = std::pin::pin!(connection);
-                    match until_stop_or_age(connection.as_mut(), stop, max_age).await {
-                        Some(ended) => ended,
-                        None => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    }
-                };
-                if let Err(e) = served {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(TokioIo::new(tls), service);
+                if let Err(e) = watcher.watch(connection).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             }
             metrics.connections.dec();
         });
     }
-    // Draining: every connection holds a slot until it ends; all slots back means all ended.
-    if tokio::time::timeout(drain, connections.acquire_many(limits.max_connections))
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after {drain:?}; closing them");
-    }
-}
-
-/// Drives `connection` until it ends on its own (its output) or the server stops or the
-/// connection reaches `max_age` (`None`: the caller shuts it down gracefully and drives it to
-/// its end).
-async fn until_stop_or_age<C>(
-    connection: std::pin::Pin<&mut C>,
-    mut stop: watch::Receiver<bool>,
-    max_age: Duration,
-) -> Option<C::Output>
-where
-    C: std::future::Future,
-{
-    let stopping = async {
-        // A dropped sender never stops the server.
-        if stop.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        ended = connection => Some(ended),
-        _ = stopping => None,
-        _ = tokio::time::sleep(max_age) => None,
     }
 }
 

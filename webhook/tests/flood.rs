@@ -54,7 +54,6 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
             body_read_timeout_ms: 500,
             max_connections: MAX_CONNECTIONS,
             max_concurrent_decisions: 16,
-            ..Limits::default()
         },
     };
     let app = zastava_webhook::app(&config, None, None);

@@ -258,20 +258,11 @@ async fn a_certificate_swap_fails_no_request() {
 
 /// A TLS connection to the server, as a raw stream (to send what a client library would not).
 async fn tls_stream(served: &Served) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    tls_stream_offering(served, &[]).await
-}
-
-/// A TLS connection offering the application protocols `alpn`.
-async fn tls_stream_offering(
-    served: &Served,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(served.ca.der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder()
+    let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let address = served.url.trim_start_matches("https://");
     let address = address.split('/').next().unwrap().to_string();
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -279,72 +270,6 @@ async fn tls_stream_offering(
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap()
-}
-
-/// The apiserver offers HTTP/2 and, given it, multiplexes its reviews on one connection: 20
-/// reviews at once on one connection are all decided. At the connection's age the server
-/// closes it gracefully (GOAWAY once the requests under way are answered), so the next reviews
-/// go on a new connection, which the Service may send to another replica. HTTP/1.1 clients
-/// are still served (every other test here speaks it).
-#[tokio::test]
-async fn reviews_over_http2_share_one_connection_until_its_age() {
-    use axum::body::Bytes;
-    let limits = Limits {
-        max_connection_age_ms: 1_500,
-        ..Limits::default()
-    };
-    let served = serve_with(limits, 500, None).await;
-    install(
-        &served.app,
-        json!({"mode": "Enforce", "namespaces": ["team"], "images": {"bannedTags": ["latest"]}}),
-    );
-    let tls = tls_stream_offering(&served, &[b"h2", b"http/1.1"]).await;
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (client, connection) = h2::client::handshake(tls).await.unwrap();
-    let connection = tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let body = Bytes::from(review(pod("registry.example/app:latest")).to_string());
-    let mut answers = Vec::new();
-    for _ in 0..20 {
-        let request = axum::http::Request::post("https://localhost/validate")
-            .header("content-type", "application/json")
-            .body(())
-            .unwrap();
-        let (answer, mut stream) = client.send_request(request, false).unwrap();
-        stream.send_data(body.clone(), true).unwrap();
-        answers.push(answer);
-    }
-    for answer in answers {
-        let answer = answer.await.unwrap();
-        assert_eq!(answer.status(), 200);
-        let mut received = answer.into_body();
-        let mut text = Vec::new();
-        while let Some(chunk) = received.data().await {
-            let chunk = chunk.unwrap();
-            let _ = received.flow_control().release_capacity(chunk.len());
-            text.extend_from_slice(&chunk);
-        }
-        let decision: Value = serde_json::from_slice(&text).unwrap();
-        assert_eq!(decision["response"]["allowed"], false, "{decision}");
-        assert_eq!(decision["response"]["uid"], "uid-7");
-    }
-    assert_eq!(served.app.metrics.connections.get(), 1, "one connection");
-    // The age: the server ends the connection by itself, cleanly.
-    let ended = tokio::time::timeout(Duration::from_secs(10), connection)
-        .await
-        .expect("the server closes the connection at its age");
-    ended
-        .unwrap()
-        .expect("a graceful close (GOAWAY), not a reset");
-    assert!(client.ready().await.is_err(), "no stream after GOAWAY");
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while served.app.metrics.connections.get() != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the connection's slot is given back");
-    let _ = served.stop.send(true);
 }
 
 fn rejected(app: &App, reason: &str) -> u64 {
