@@ -40,8 +40,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_e2e::histogram::{self, Buckets};
 use zastava_e2e::install::{
-    admit, helm, image, image_signing_key, pods_of, values, wait_all_ready, Admission, NAMESPACE,
-    RELEASE,
+    admit, helm, image, image_signing_key, values, wait_all_ready, Admission, NAMESPACE, RELEASE,
 };
 use zastava_e2e::webhook::strict_policy;
 use zastava_e2e::{
@@ -130,7 +129,7 @@ async fn main() {
 
     // The operator owns the configuration and would put it back; it is not on the admission
     // path, so it sits the measurement out.
-    scale_operator(&client, 0).await;
+    scale(&client, "operator", 0).await;
     let toggle = Toggle {
         client: client.clone(),
         configuration,
@@ -184,8 +183,26 @@ async fn main() {
         }
         rows.push((format!("real Pods, {creators} creators x {each}"), pair));
     }
+    // One replica alone: what a replica sustains when the apiserver sends it every review.
     toggle.set(true).await;
-    scale_operator(&client, 2).await;
+    scale(&client, "webhook", 1).await;
+    for n in [10, 100] {
+        let load = Load::DryRun { duration: run };
+        measure(
+            &client,
+            &ns,
+            &signed,
+            n,
+            &Load::DryRun { duration: run / 4 },
+        )
+        .await;
+        let figures = measure(&client, &ns, &signed, n, &load).await;
+        rows.push((
+            format!("dry-run, {n} creators, 1 webhook replica"),
+            BTreeMap::from([(true, figures)]),
+        ));
+    }
+    scale(&client, "operator", 2).await;
     report(&rows);
 }
 
@@ -231,20 +248,28 @@ impl Drop for Cleanup {
     }
 }
 
-async fn scale_operator(client: &Client, replicas: i32) {
+/// Scales Zastava's `component` Deployment and waits until exactly `replicas` of its Pods are
+/// left (the others gone, not terminating).
+async fn scale(client: &Client, component: &str, replicas: i32) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     deployments
         .patch(
-            "zastava-operator",
+            &format!("zastava-{component}"),
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"replicas": replicas}})),
         )
         .await
-        .expect("scaling the operator");
+        .unwrap_or_else(|e| panic!("scaling the {component}: {e}"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let selector =
+        ListParams::default().labels(&format!("app.kubernetes.io/name=zastava-{component}"));
     wait_for(
-        &format!("{replicas} operator pods"),
+        &format!("{replicas} {component} pods"),
         Duration::from_secs(120),
-        || async { (pods_of(client, "operator").await.len() == replicas as usize).then_some(()) },
+        || async {
+            let list = pods.list(&selector).await.ok()?;
+            (list.items.len() == replicas as usize).then_some(())
+        },
     )
     .await;
 }
