@@ -673,7 +673,9 @@ mod tests {
                 owner.map(|o| (o.kind().to_string(), o.name().to_string())),
             )
         };
-        // A ReplicaSet's pod at CREATE: no name yet, a generateName and its controller.
+        // A ReplicaSet's pod as a mutating webhook sees it (the apiserver generates the name
+        // after mutating admission, before validating): no name, a generateName and its
+        // controller.
         assert_eq!(
             decided(json!({"generateName": "web-5d8f-", "ownerReferences": [
                 {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-controller", "uid": "1"},

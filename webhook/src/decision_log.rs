@@ -67,8 +67,9 @@ pub struct Fields<'a> {
     pub operation: &'a str,
     /// The kind of the object reviewed (Pod, Deployment, ...).
     pub kind: &'a str,
-    /// Its name; none for a Pod made from a template, which at CREATE has only a
-    /// `generateName` (its `owner` names it then).
+    /// Its name, when the review carries one. A Pod made from a template has a generated one
+    /// (its `generateName` and a random suffix, given before validating webhooks are
+    /// called): its `owner` says which workload it belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     /// Its controlling owner reference (a ReplicaSet's, a Job's pods); a workload reviewed

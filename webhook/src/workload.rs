@@ -126,8 +126,8 @@ pub struct Workload {
     pub name: Option<String>,
     pub namespace: Option<String>,
     /// The controlling owner reference (`controller: true`) of the object's metadata, if any:
-    /// what a Pod made from a template (a ReplicaSet's, a Job's) is known by, as it often has
-    /// no name of its own yet (`generateName`) when it is admitted.
+    /// what a Pod made from a template (a ReplicaSet's, a Job's) is known by, its own name
+    /// being generated (`generateName` and a random suffix).
     pub owner: Option<Owner>,
     pub spec: PodSpec,
     /// `sha256:<hex>` of the pod spec's canonical JSON: the decision's `podSpecDigest`.

@@ -145,6 +145,8 @@ async fn a_backend_that_fails_is_recorded_as_fail_open_or_fail_closed() {
 
 #[tokio::test]
 async fn a_pod_of_a_replica_set_is_recorded_with_its_owner() {
+    // As a review can carry it: no name yet (the apiserver generates it before validating
+    // webhooks; tests/e2e/tests/webhook.rs reads the line of a real one).
     let (app, lines) = app_logging(&backend(Some("pass")).await);
     let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "u", "operation": "CREATE", "namespace": "team",

@@ -153,18 +153,29 @@ async fn a_deployment_template_is_verified_before_its_pods() {
         },
     )
     .await;
-    // The Deployment is named by itself; its Pod, which has no name yet at CREATE, by the
+    // The Deployment is named by itself; its Pod, whose name is generated, also by the
     // ReplicaSet that controls it.
     assert_eq!(deployment_decision["name"], "good", "{deployment_decision}");
-    assert!(pod_decision.get("name").is_none(), "{pod_decision}");
+    assert!(
+        deployment_decision.get("owner").is_none(),
+        "{deployment_decision}"
+    );
+    assert!(
+        pod_decision["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("good-")),
+        "{pod_decision}"
+    );
     assert_eq!(
         pod_decision["owner"]["kind"], "ReplicaSet",
         "{pod_decision}"
     );
+    let replica_set = pod_decision["owner"]["name"].as_str().unwrap_or_default();
+    assert!(replica_set.starts_with("good-"), "{pod_decision}");
     assert!(
-        pod_decision["owner"]["name"]
+        pod_decision["name"]
             .as_str()
-            .is_some_and(|n| n.starts_with("good-")),
+            .is_some_and(|n| n.starts_with(&format!("{replica_set}-"))),
         "{pod_decision}"
     );
     assert_eq!(pod_decision["fail_mode"], "none");
