@@ -5,6 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::posture::Verdict;
 
+/// Unchanged at v1.0 by the decision record's additions (issue 13: the object's name and
+/// controlling owner, the fail mode, the backend latency, the cache status per image): they
+/// are fields of the webhook's log line next to this payload (webhook/src/decision_log.rs
+/// `Fields`), not members of it. They describe one replica's work on a review (its cache, its
+/// round trip to the backend), which differs between replicas deciding the same pod spec,
+/// whereas this payload is the same everywhere and hashed in its canonical JSON; `check`
+/// prints it as before.
 pub const ADMISSION_DECISION_SCHEMA: &str = "zastava.admission.decision@v1.0";
 
 /// One admission decision, as logged per AdmissionReview UID and printed by `check`.

@@ -596,7 +596,8 @@ class Rbac(unittest.TestCase):
             secret_rules = [r for r in rules(objects, "Role", "zastava-webhook")
                             if "secrets" in r["resources"]]
             self.assertEqual(secret_rules, [{"apiGroups": [""], "resources": ["secrets"],
-                                             "resourceNames": [tls], "verbs": ["list", "watch"]}],
+                                             "resourceNames": [tls],
+                                             "verbs": ["get", "list", "watch"]}],
                              values)
 
     def test_no_role_escalation_verbs(self):

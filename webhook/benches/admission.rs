@@ -288,6 +288,7 @@ async fn bench() {
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        tls_secret_check_seconds: 30,
         client_ca_file: None,
         insecure_registries: vec![env("ZASTAVA_REGISTRY")],
         registry_timeout_ms: 5000,

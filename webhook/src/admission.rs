@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
-use crate::workload::{Workload, WorkloadError, EPHEMERAL_CONTAINERS_KIND};
+use crate::workload::{Owner, Workload, WorkloadError, EPHEMERAL_CONTAINERS_KIND};
 
 /// The audit annotation set when a verification could not complete and a fail-open namespace
 /// admitted the workload anyway (the apiserver prefixes it with the webhook's name).
@@ -207,23 +207,169 @@ struct ObjectBody<'a> {
 
 impl ObjectBody<'_> {
     fn into_workload(self) -> Result<Workload, WorkloadError> {
-        let (name, namespace) = match self.metadata {
-            Lenient::Object(m) => (m.name.into_string(), m.namespace.into_string()),
-            Lenient::Missing | Lenient::Other => (None, None),
+        let (name, namespace, owner) = match self.metadata {
+            Lenient::Object(m) => (
+                m.name.into_string(),
+                m.namespace.into_string(),
+                m.owner_references.0,
+            ),
+            Lenient::Missing | Lenient::Other => (None, None, None),
         };
-        if self.kind.as_str() == Some(EPHEMERAL_CONTAINERS_KIND) {
-            return Workload::from_ephemeral_containers(name, namespace, self.ephemeral_containers);
-        }
-        Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)
+        let mut workload = if self.kind.as_str() == Some(EPHEMERAL_CONTAINERS_KIND) {
+            Workload::from_ephemeral_containers(name, namespace, self.ephemeral_containers)?
+        } else {
+            Workload::from_parts(self.kind.as_str(), name, namespace, self.spec)?
+        };
+        workload.owner = owner;
+        Ok(workload)
     }
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct MetadataBody<'a> {
     #[serde(borrow, default)]
     name: Text<'a>,
     #[serde(borrow, default)]
     namespace: Text<'a>,
+    #[serde(default)]
+    owner_references: Controller,
+}
+
+/// `metadata.ownerReferences`, read for the controlling owner only (the decision record names
+/// it): the first entry with `controller: true` and a kind and a name. Anything else there
+/// (another type, entries lacking a field) is skipped, as [`Text`] skips a mistyped string.
+#[derive(Default)]
+struct Controller(Option<Owner>);
+
+/// One entry of `ownerReferences`, its strings borrowed from the body.
+#[derive(Deserialize)]
+struct OwnerReferenceBody<'a> {
+    #[serde(borrow, default)]
+    kind: Text<'a>,
+    #[serde(borrow, default)]
+    name: Text<'a>,
+    #[serde(default)]
+    controller: Truth,
+}
+
+/// A field that should hold a boolean: `true` only when it holds `true`.
+#[derive(Default)]
+struct Truth(bool);
+
+impl<'de> Deserialize<'de> for Truth {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Truth;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Truth(v))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Truth(false))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Truth(false))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Truth(false))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+impl<'de> Deserialize<'de> for Controller {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Controller;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(entry) = seq.next_element::<Lenient<OwnerReferenceBody<'de>>>()? {
+                    let Lenient::Object(entry) = entry else {
+                        continue;
+                    };
+                    if found.is_some() || !entry.controller.0 {
+                        continue;
+                    }
+                    if let (Some(kind), Some(name)) = (entry.kind.as_str(), entry.name.as_str()) {
+                        found = Some(Owner::new(kind, name));
+                    }
+                }
+                Ok(Controller(found))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Controller(None))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Controller(None))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 /// A field that should hold a string: the string, borrowed from the body unless it has
@@ -507,6 +653,61 @@ mod tests {
         };
         assert_eq!((r.uid.as_str(), r.namespace.as_str()), ("u1", "team"));
         assert_eq!(r.workload.images()[0].image, "busybox:1");
+    }
+
+    #[test]
+    fn a_pod_made_from_a_template_is_known_by_its_controlling_owner() {
+        let decided = |metadata: Value| {
+            let object = json!({"kind": "Pod", "metadata": metadata,
+                                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}});
+            let body = review(
+                json!({"uid": "u1", "operation": "CREATE", "namespace": "team",
+                                     "object": object}),
+            );
+            let Request::Decide(r) = decode(&body).unwrap() else {
+                panic!("not decided")
+            };
+            let owner = r.workload.owner.as_ref();
+            (
+                r.workload.name.clone(),
+                owner.map(|o| (o.kind().to_string(), o.name().to_string())),
+            )
+        };
+        // A ReplicaSet's pod as a mutating webhook sees it (the apiserver generates the name
+        // after mutating admission, before validating): no name, a generateName and its
+        // controller.
+        assert_eq!(
+            decided(json!({"generateName": "web-5d8f-", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-controller", "uid": "1"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f",
+                 "uid": "2", "controller": true, "blockOwnerDeletion": true}]})),
+            (None, Some(("ReplicaSet".into(), "web-5d8f".into())))
+        );
+        assert_eq!(
+            decided(json!({"name": "web-0", "ownerReferences": [
+                {"kind": "StatefulSet", "name": "w\"eb", "controller": true}]})),
+            (
+                Some("web-0".into()),
+                Some(("StatefulSet".into(), "w\"eb".into()))
+            )
+        );
+        // Owners that do not control, and whatever else is there, are no owner; never an
+        // error.
+        for references in [
+            json!([{"kind": "ReplicaSet", "name": "rs"}]),
+            json!([{"kind": "ReplicaSet", "name": "rs", "controller": "true"}]),
+            json!([{"kind": "ReplicaSet", "controller": true}]),
+            json!([{"kind": 7, "name": "rs", "controller": true}, "x", 3, null, []]),
+            json!({"kind": "ReplicaSet", "name": "rs", "controller": true}),
+            json!("ReplicaSet/rs"),
+            json!(null),
+        ] {
+            assert_eq!(
+                decided(json!({"name": "p", "ownerReferences": references})),
+                (Some("p".into()), None),
+                "{references}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! on transient failures (timeouts, 5xx, 429); no redirect is followed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,8 @@ impl Backend {
         }
     }
 
-    /// Answers for every `(url, timeout)` and image.
+    /// Answers for every `(url, timeout)` and image, and whether a backend was called (`false`
+    /// when every answer came from the cache).
     pub async fn answers(
         &self,
         backends: &[(String, Duration)],
@@ -53,10 +55,12 @@ impl Backend {
         labels: &BTreeMap<String, String>,
         images: &[String],
         deadline: Option<tokio::time::Instant>,
-    ) -> Answers {
+    ) -> (Answers, bool) {
+        let called = &AtomicBool::new(false);
         let calls = backends.iter().flat_map(|(url, timeout)| {
             images.iter().map(move |image| async move {
                 let load = || async {
+                    called.store(true, Ordering::Relaxed);
                     let one = [image.clone()];
                     let request = PolicyRequest {
                         namespace,
@@ -93,7 +97,8 @@ impl Backend {
                 ((url.clone(), image.clone()), result)
             })
         });
-        futures::future::join_all(calls).await.into_iter().collect()
+        let answers = futures::future::join_all(calls).await.into_iter().collect();
+        (answers, called.load(Ordering::Relaxed))
     }
 }
 

@@ -153,6 +153,7 @@ pub async fn check(
                     Some(deadline),
                 )
                 .await
+                .0
         }
         _ => Answers::new(),
     };

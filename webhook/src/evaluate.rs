@@ -112,8 +112,48 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
     /// A verification could not complete and a fail-open namespace admitted anyway.
     pub fail_open: bool,
+    /// A verification could not complete and that denied (the namespace is not fail-open).
+    pub fail_closed: bool,
     /// Gates that were not checked, as `image: gate`.
     pub not_checked: Vec<String>,
+}
+
+/// Which fail mode a decision applied: what happened to the gates that could not be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum FailMode {
+    /// Every gate was answered (or none needed the registry or a backend).
+    #[serde(rename = "none")]
+    None,
+    /// A gate could not be answered and a fail-open namespace admitted past it.
+    #[serde(rename = "failOpen")]
+    FailOpen,
+    /// A gate could not be answered and that denied.
+    #[serde(rename = "failClosed")]
+    FailClosed,
+}
+
+impl FailMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::None => "none",
+            FailMode::FailOpen => "failOpen",
+            FailMode::FailClosed => "failClosed",
+        }
+    }
+}
+
+impl Evaluation {
+    /// The fail mode applied; fail-closed wins when policies disagree (it decided: the
+    /// workload is denied).
+    pub fn fail_mode(&self) -> FailMode {
+        if self.fail_closed {
+            FailMode::FailClosed
+        } else if self.fail_open {
+            FailMode::FailOpen
+        } else {
+            FailMode::None
+        }
+    }
 }
 
 /// What one gate concluded about one image under one policy.
@@ -138,6 +178,7 @@ pub fn evaluate(
     let mut warnings = Vec::new();
     let mut not_checked = Vec::new();
     let mut fail_open = false;
+    let mut fail_closed = false;
     let mut denied = false;
     let mut images: BTreeMap<&str, ImageDecision> = BTreeMap::new();
 
@@ -192,6 +233,7 @@ pub fn evaluate(
                             .push(format!("{}: verification failed: {reason}", policy.name));
                         entry.policy_verdict = Verdict::Fail;
                         denied = true;
+                        fail_closed = true;
                     }
                     Finding::Unverifiable(reason) => {
                         let text = format!(
@@ -254,6 +296,7 @@ pub fn evaluate(
         },
         warnings,
         fail_open,
+        fail_closed,
         not_checked,
     }
 }
@@ -636,12 +679,24 @@ mod tests {
             ["closed: verification failed: registry timeout"]
         );
         assert!(!e.fail_open);
+        assert_eq!(e.fail_mode(), FailMode::FailClosed);
 
-        let e = decide(&w, &[("open", &open)], down);
+        let e = decide(&w, &[("open", &open)], down.clone());
         assert_eq!(e.decision.decision, Decision::Allow);
         assert!(e.fail_open);
+        assert_eq!(e.fail_mode(), FailMode::FailOpen);
         assert_eq!(e.decision.images[0].policy_verdict, Verdict::Warn);
         assert!(e.warnings[0].contains("fail-open namespace: admitted"));
+
+        // Fail-closed wins: it decided.
+        let e = decide(&w, &[("open", &open), ("closed", &closed)], down);
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(e.fail_mode(), FailMode::FailClosed);
+        let up = facts(Check::Known(true), Check::NotChecked);
+        assert_eq!(
+            decide(&w, &[("closed", &closed)], up).fail_mode(),
+            FailMode::None
+        );
     }
 
     #[test]

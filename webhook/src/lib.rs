@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod backend;
 pub mod cache;
+pub mod cert_health;
 pub mod check;
 pub mod decision_log;
 pub mod evaluate;
@@ -39,6 +40,7 @@ use zastava_registry::Registry;
 
 use crate::backend::Backend;
 use crate::cache::{TtlCache, Ttls};
+use crate::cert_health::CertHealth;
 use crate::metrics::Metrics;
 use crate::policies::{drifted_digests, PolicySet};
 use crate::server::App;
@@ -78,6 +80,12 @@ pub struct ServeConfig {
         default_value = "zastava-webhook-tls"
     )]
     pub tls_secret: String,
+    /// Seconds between direct reads (GET) of the TLS Secret, besides its watch: liveness fails
+    /// when the served certificate is past its renewal time and the Secret holds a newer one
+    /// (this replica's watch is stuck; see cert_health.rs).
+    #[arg(long, env = "ZASTAVA_TLS_SECRET_CHECK_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_secret_check_seconds: u64,
     /// PEM bundle of the CAs of the apiserver's client certificate (its admission
     /// configuration's kubeconfig); when given, `/validate` answers only clients presenting a
     /// certificate they signed. Use a CA that signs nothing else: any holder of one of its
@@ -218,7 +226,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
 
     let probes = Probes::new({
         let app = app.clone();
-        move || app.metrics.render()
+        move || {
+            certificate_gauges(&app, cert_health::unix_now());
+            app.metrics.render()
+        }
+    })
+    // The serving certificate expired, or a renewal this replica has not loaded: a restart
+    // helps (cert_health.rs says why a renewal merely overdue does not fail it).
+    .live_when({
+        let app = app.clone();
+        move || app.certs.health(cert_health::unix_now()).liveness()
     })
     .ready_when({
         let app = app.clone();
@@ -247,6 +264,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
 
     tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
     tokio::spawn(sync_drifted(client.clone(), app.clone()));
+    tokio::spawn(check_tls_secret(
+        client.clone(),
+        config.clone(),
+        app.clone(),
+    ));
 
     let listener = TcpListener::bind(config.addr)
         .await
@@ -383,6 +405,83 @@ async fn sync_drifted(client: Client, app: Arc<App>) {
         async {}
     })
     .await;
+}
+
+/// Sets the certificate gauges from the served certificate at `now` (Unix seconds).
+fn certificate_gauges(app: &App, now: i64) -> cert_health::CertHealth {
+    let health = app.certs.health(now);
+    let served = app.certs.served();
+    app.metrics
+        .certificate_expiry
+        .set(served.map_or(0, |v| v.not_after - now));
+    let overdue = matches!(
+        health,
+        CertHealth::RenewalOverdue | CertHealth::RenewalNotLoaded | CertHealth::Expired
+    );
+    app.metrics
+        .certificate_renewal_overdue
+        .set(i64::from(overdue));
+    health
+}
+
+/// Reads the TLS Secret straight from the API every `--tls-secret-check-seconds` (a GET, not
+/// the watch that reloads it): what it holds is what the served certificate is compared with
+/// for liveness. Says in the log when the served certificate is past its renewal time: a
+/// warning while the Secret has nothing newer (the operator has not renewed; liveness stays
+/// OK), an error while it has (liveness fails, the kubelet restarts this replica). Repeated
+/// every ten minutes while it lasts.
+async fn check_tls_secret(client: Client, config: ServeConfig, app: Arc<App>) {
+    const REPEAT: Duration = Duration::from_secs(600);
+    let secrets: Api<Secret> = Api::namespaced(client, &config.namespace);
+    let mut every = tokio::time::interval(Duration::from_secs(config.tls_secret_check_seconds));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<(CertHealth, tokio::time::Instant)> = None;
+    loop {
+        every.tick().await;
+        match secrets.get_opt(&config.tls_secret).await {
+            Ok(secret) => {
+                let usable = secret.as_ref().and_then(|s| load_tls_secret(s).ok());
+                let validity = usable
+                    .as_ref()
+                    .and_then(|key| key.cert.first())
+                    .and_then(|der| cert_health::Validity::of_der(der).ok());
+                app.certs.set_in_secret(validity);
+            }
+            // The last read stands: an apiserver outage says nothing about the certificate.
+            Err(e) => {
+                tracing::warn!(secret = %config.tls_secret, error = %e, "cannot read the TLS Secret")
+            }
+        }
+        let now = cert_health::unix_now();
+        let health = certificate_gauges(&app, now);
+        let repeat = match last {
+            Some((before, at)) => before != health || at.elapsed() >= REPEAT,
+            None => true,
+        };
+        if !repeat {
+            continue;
+        }
+        let not_after = app.certs.served().map(|v| v.not_after);
+        match health {
+            CertHealth::RenewalOverdue => tracing::warn!(
+                secret = %config.tls_secret,
+                ?not_after,
+                "serving certificate past its renewal time and the TLS Secret holds nothing newer: not renewed yet (the operator renews it); liveness stays OK until it expires"
+            ),
+            CertHealth::RenewalNotLoaded => tracing::error!(
+                secret = %config.tls_secret,
+                ?not_after,
+                "serving certificate past its renewal time and the TLS Secret holds a newer one this replica has not loaded; liveness fails so that a restart loads it"
+            ),
+            CertHealth::Expired => tracing::error!(
+                secret = %config.tls_secret,
+                ?not_after,
+                "serving certificate expired; liveness fails"
+            ),
+            CertHealth::NotLoaded | CertHealth::Fresh => {}
+        }
+        last = Some((health, tokio::time::Instant::now()));
+    }
 }
 
 fn load_tls_secret(secret: &Secret) -> Result<rustls::sign::CertifiedKey, TlsError> {

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub admission_rejected: IntCounterVec,
     /// Connections open on the admission port.
     pub connections: IntGauge,
+    /// Seconds until the served certificate expires (negative once it has), set at each
+    /// scrape; 0 until a certificate is loaded.
+    pub certificate_expiry: IntGauge,
+    /// 1 while the served certificate is past its renewal time (crate::cert_health), else 0.
+    pub certificate_renewal_overdue: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -129,6 +134,19 @@ impl Metrics {
         registry
             .register(Box::new(connections.clone()))
             .expect("unique");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let certificate_expiry = gauge(
+            "zastava_webhook_certificate_expiry_seconds",
+            "Seconds until the served certificate expires (negative once expired; 0 before one is loaded)",
+        );
+        let certificate_renewal_overdue = gauge(
+            "zastava_webhook_certificate_renewal_overdue",
+            "1 while the served certificate is past its renewal time (two thirds of its lifetime), else 0",
+        );
         Self {
             registry,
             allowed: decisions.with_label_values(&["Allow"]),
@@ -146,6 +164,8 @@ impl Metrics {
             tls_reloads,
             admission_rejected,
             connections,
+            certificate_expiry,
+            certificate_renewal_overdue,
         }
     }
 

@@ -27,7 +27,7 @@ use zastava_registry::{docker_config_auth, Registry, RegistryFacts, Unavailable}
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
 use crate::backend::{Answers, Backend};
 use crate::cache::{Cached, Lifetime, Lookup, TtlCache, Ttls};
-use crate::decision_log::{DecisionLog, Fields};
+use crate::decision_log::{CacheStatus, DecisionLog, Fields, ImageCache, OwnerRef};
 use crate::evaluate::{denied_before_lookup, deny_message, evaluate, governing, Governing};
 use crate::limits::DEADLINE_REASON;
 use crate::metrics::Metrics;
@@ -206,35 +206,57 @@ impl App {
         let backends = set.backends(&applying);
         let backend = async {
             if backends.is_empty() {
-                return Answers::new();
+                return (Answers::new(), None);
             }
+            let started = Instant::now();
             // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
-            Box::pin(self.backend.answers(
+            let (answers, called) = Box::pin(self.backend.answers(
                 &backends,
                 &review.namespace,
                 &labels,
                 &images,
                 Some(deadline),
             ))
-            .await
+            .await;
+            (answers, called.then(|| started.elapsed()))
         };
         // Registry and backend are independent: both run at once, within one deadline.
-        let (found, answers) = tokio::join!(registry, backend);
+        let (found, (answers, backend_latency)) = tokio::join!(registry, backend);
+        // Every image of the workload once, sorted, with its lookup (for the decision record).
+        // `images` is a subsequence of them (the ones looked up), in the same order.
+        let mut all = review.workload.references.keys();
+        let mut cache = Vec::with_capacity(review.workload.references.len());
         for (image, result) in images.iter().zip(found) {
-            let result = match result {
+            for other in all.by_ref() {
+                if other == image {
+                    break;
+                }
+                cache.push(ImageCache {
+                    image: other,
+                    status: CacheStatus::Skipped,
+                });
+            }
+            let (status, result) = match result {
                 Some(Ok((facts, Lookup::Hit))) => {
                     hits += 1;
-                    Ok(facts)
+                    (CacheStatus::Hit, Some(Ok(facts)))
                 }
                 Some(Ok((facts, Lookup::Miss))) => {
                     misses += 1;
-                    Ok(facts)
+                    (CacheStatus::Miss, Some(Ok(facts)))
                 }
-                Some(Err(e)) => Err(e),
-                None => continue,
+                Some(Err(e)) => (CacheStatus::Error, Some(Err(e))),
+                None => (CacheStatus::Skipped, None),
             };
-            lookups.insert(image.clone(), result);
+            cache.push(ImageCache { image, status });
+            if let Some(result) = result {
+                lookups.insert(image.clone(), result);
+            }
         }
+        cache.extend(all.map(|image| ImageCache {
+            image,
+            status: CacheStatus::Skipped,
+        }));
         let drifted = self.drifted();
         let evidence = Evidence {
             registry: &lookups,
@@ -257,8 +279,14 @@ impl App {
                 namespace: &review.namespace,
                 operation: &review.operation,
                 kind: &review.workload.kind,
+                name: review.workload.name.as_deref(),
+                owner: review.workload.owner.as_ref().map(OwnerRef::from),
+                fail_mode: evaluation.fail_mode(),
+                // Microseconds as fractional milliseconds.
+                backend_latency_ms: backend_latency.map(|d| d.as_micros() as f64 / 1000.0),
                 cache_hits: hits,
                 cache_misses: misses,
+                cache: &cache,
             },
             decision,
         );

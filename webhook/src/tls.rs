@@ -2,7 +2,7 @@
 //! swap get the new certificate, connections already open keep theirs, so a rotation fails no
 //! request in flight.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -10,6 +10,8 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
+
+use crate::cert_health::{assess, CertHealth, Validity};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TlsError {
@@ -35,6 +37,8 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Tl
     if chain.is_empty() {
         return Err(TlsError::NoCertificate);
     }
+    // Its validity is what liveness is judged by (crate::cert_health).
+    Validity::of_der(&chain[0]).map_err(TlsError::BadCertificate)?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| TlsError::BadKey(e.to_string()))?
         .ok_or(TlsError::NoKey)?;
@@ -52,11 +56,20 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, Tl
 #[derive(Debug, Default)]
 pub struct CertStore {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    /// The validity of `current`'s certificate, read once when it was set.
+    served: Mutex<Option<Validity>>,
+    /// The validity of the usable certificate the TLS Secret held when last read directly
+    /// (not through the watch); `None` before the first read or while it holds none.
+    in_secret: Mutex<Option<Validity>>,
 }
 
 impl CertStore {
     pub fn set(&self, key: CertifiedKey) {
+        // `certified_key` has read it already; a key made otherwise without a readable
+        // certificate is served, and judged as no certificate.
+        let validity = key.cert.first().and_then(|c| Validity::of_der(c).ok());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
+        *self.served.lock().unwrap_or_else(|e| e.into_inner()) = validity;
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -64,6 +77,22 @@ impl CertStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+    }
+
+    /// The validity of the certificate served now.
+    pub fn served(&self) -> Option<Validity> {
+        *self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What a direct read of the TLS Secret found: its usable certificate's validity.
+    pub fn set_in_secret(&self, validity: Option<Validity>) {
+        *self.in_secret.lock().unwrap_or_else(|e| e.into_inner()) = validity;
+    }
+
+    /// The state of the served certificate at `now` (Unix seconds).
+    pub fn health(&self, now: i64) -> CertHealth {
+        let in_secret = *self.in_secret.lock().unwrap_or_else(|e| e.into_inner());
+        assess(now, self.served(), in_secret)
     }
 
     /// A TLS 1.2 + 1.3 server config whose certificate comes from this store.
@@ -184,6 +213,13 @@ mod tests {
         store.set(certified_key(cert2.as_bytes(), key2.as_bytes()).unwrap());
         let second = store.current.read().unwrap().clone().unwrap();
         assert_ne!(first.cert[0], second.cert[0]);
+        // The validity of what is served, read once at set.
+        let served = store.served().unwrap();
+        assert!(served.not_before < served.not_after);
+        assert_eq!(
+            store.health(served.not_after),
+            crate::cert_health::CertHealth::Expired
+        );
         // Building a server config from the store works (TLS 1.2 and 1.3 enabled).
         let config = store.server_config(None);
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);

@@ -75,12 +75,60 @@ pub struct ContainerImage {
     pub image: String,
 }
 
+/// The controlling owner of an object: its kind and name, kept in one string (one allocation
+/// per review that has an owner, on the decision path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// `kind` then `name`.
+    text: String,
+    kind_len: usize,
+}
+
+impl Owner {
+    pub fn new(kind: &str, name: &str) -> Self {
+        let mut text = String::with_capacity(kind.len() + name.len());
+        text.push_str(kind);
+        text.push_str(name);
+        Self {
+            text,
+            kind_len: kind.len(),
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.text[..self.kind_len]
+    }
+
+    pub fn name(&self) -> &str {
+        &self.text[self.kind_len..]
+    }
+
+    /// The controlling owner among `metadata.ownerReferences` of a JSON object's metadata:
+    /// the first entry with `controller: true` and a kind and a name (the apiserver allows
+    /// only one).
+    pub fn of_metadata(metadata: Option<&Value>) -> Option<Self> {
+        let references = metadata?.get("ownerReferences")?.as_array()?;
+        references.iter().find_map(|reference| {
+            let controller = reference.get("controller").and_then(Value::as_bool);
+            let text = |key| reference.get(key).and_then(Value::as_str);
+            match (controller, text("kind"), text("name")) {
+                (Some(true), Some(kind), Some(name)) => Some(Self::new(kind, name)),
+                _ => None,
+            }
+        })
+    }
+}
+
 /// The pod spec of an admitted object, with where it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {
     pub kind: String,
     pub name: Option<String>,
     pub namespace: Option<String>,
+    /// The controlling owner reference (`controller: true`) of the object's metadata, if any:
+    /// what a Pod made from a template (a ReplicaSet's, a Job's) is known by, its own name
+    /// being generated (`generateName` and a random suffix).
+    pub owner: Option<Owner>,
     pub spec: PodSpec,
     /// `sha256:<hex>` of the pod spec's canonical JSON: the decision's `podSpecDigest`.
     pub pod_spec_digest: String,
@@ -108,11 +156,15 @@ impl Workload {
                 .get(member)
                 .and_then(|value| serde_json::value::to_raw_value(value).ok())
         };
-        if kind.as_deref() == Some(EPHEMERAL_CONTAINERS_KIND) {
+        let owner = Owner::of_metadata(object.get("metadata"));
+        let mut workload = if kind.as_deref() == Some(EPHEMERAL_CONTAINERS_KIND) {
             let list = raw("ephemeralContainers");
-            return Self::from_ephemeral_containers(name, namespace, list.as_deref());
-        }
-        Self::from_parts(kind.as_deref(), name, namespace, raw("spec").as_deref())
+            Self::from_ephemeral_containers(name, namespace, list.as_deref())?
+        } else {
+            Self::from_parts(kind.as_deref(), name, namespace, raw("spec").as_deref())?
+        };
+        workload.owner = owner;
+        Ok(workload)
     }
 
     /// The object of a `pods/ephemeralcontainers` review of Kubernetes 1.20/1.21 (kind
@@ -138,6 +190,7 @@ impl Workload {
             kind: kind.to_string(),
             name,
             namespace,
+            owner: None,
             spec: PodSpec {
                 ephemeral_containers: Some(containers),
                 ..PodSpec::default()
@@ -193,6 +246,7 @@ impl Workload {
             kind: kind.to_string(),
             name,
             namespace,
+            owner: None,
             spec,
             // Text serde_json has read as JSON: it has a canonical form.
             pod_spec_digest: canonical_json_digest(pod_spec.get()).map_err(malformed)?,
@@ -345,6 +399,20 @@ mod tests {
             Workload::from_object(cron).unwrap().images()[0].image,
             "c:1"
         );
+    }
+
+    #[test]
+    fn the_controlling_owner_is_read_from_the_metadata() {
+        let job_pod = json!({"kind": "Pod", "metadata": {"generateName": "nightly-",
+            "ownerReferences": [{"kind": "Job", "name": "nightly-28", "controller": false},
+                                {"kind": "Job", "name": "nightly-29", "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "a:1"}]}});
+        let owner = Workload::from_object(job_pod).unwrap().owner.unwrap();
+        assert_eq!((owner.kind(), owner.name()), ("Job", "nightly-29"));
+        let deployment = json!({"kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": template("x:1")}});
+        let w = Workload::from_object(deployment).unwrap();
+        assert_eq!((w.name.as_deref(), w.owner), (Some("web"), None));
     }
 
     #[test]

@@ -39,6 +39,7 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         tls_secret: "unused".into(),
+        tls_secret_check_seconds: 30,
         client_ca_file: None,
         insecure_registries: vec![],
         registry_timeout_ms: 500,

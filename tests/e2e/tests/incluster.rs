@@ -264,6 +264,8 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
     .await;
     for (verb, namespace, name, allowed) in [
         ("watch", NAMESPACE, "zastava-webhook-tls", true),
+        // The direct read that tells liveness whether a renewal was missed (cert_health.rs).
+        ("get", NAMESPACE, "zastava-webhook-tls", true),
         ("get", NAMESPACE, "zastava-webhook-ca", false),
         ("get", NAMESPACE, key_secret.as_str(), false),
         ("list", NAMESPACE, "", false),

@@ -87,6 +87,39 @@ async fn only_signed_images_with_an_sbom_and_no_latest_tag_are_admitted() {
     kubectl_apply(&pod(&ns, "good", &good.by_tag())).expect("signed image with an SBOM admitted");
     wait_running(&ns, "good").await;
 
+    // The decision records (issue 13) of a deny and an allow: the object by kind, namespace
+    // and name, no fail mode (every gate was answered), each image's cache status.
+    let denied = logged_decisions(&ns, &unsigned.repository);
+    let denied = denied
+        .iter()
+        .rfind(|l| l["decision"]["decision"] == "Deny")
+        .expect("a decision line denying the unsigned image");
+    let allowed = logged_decisions(&ns, &good.repository);
+    let allowed = allowed
+        .iter()
+        .rfind(|l| l["name"] == "good" && l["decision"]["decision"] == "Allow")
+        .expect("a decision line admitting pod good");
+    for (line, name, image) in [
+        (denied, "unsigned", unsigned.by_tag()),
+        (allowed, "good", good.by_tag()),
+    ] {
+        assert_eq!(
+            (&line["kind"], &line["name"], &line["namespace"]),
+            (&json!("Pod"), &json!(name), &json!(ns)),
+            "{line}"
+        );
+        assert_eq!(line["fail_mode"], "none", "{line}");
+        assert!(line.get("owner").is_none(), "{line}");
+        assert!(line.get("backend_latency_ms").is_none(), "{line}");
+        let cache = line["cache"].as_array().expect("cache statuses");
+        assert_eq!(cache.len(), 1, "{line}");
+        assert_eq!(cache[0]["image"], image.as_str(), "{line}");
+        assert!(
+            cache[0]["status"] == "hit" || cache[0]["status"] == "miss",
+            "{line}"
+        );
+    }
+
     governed.remove().await;
 }
 
@@ -109,7 +142,7 @@ async fn a_deployment_template_is_verified_before_its_pods() {
     kubectl_apply(&deployment(&ns, "good", &good.by_tag())).expect("Deployment admitted");
 
     // Both were decided (the verdict cache's part is in webhook_cache.rs).
-    let (_, pod_decision) = wait_for(
+    let (deployment_decision, pod_decision) = wait_for(
         "the webhook's decisions on the Deployment and its Pod",
         Duration::from_secs(120),
         || async {
@@ -120,6 +153,32 @@ async fn a_deployment_template_is_verified_before_its_pods() {
         },
     )
     .await;
+    // The Deployment is named by itself; its Pod, whose name is generated, also by the
+    // ReplicaSet that controls it.
+    assert_eq!(deployment_decision["name"], "good", "{deployment_decision}");
+    assert!(
+        deployment_decision.get("owner").is_none(),
+        "{deployment_decision}"
+    );
+    assert!(
+        pod_decision["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("good-")),
+        "{pod_decision}"
+    );
+    assert_eq!(
+        pod_decision["owner"]["kind"], "ReplicaSet",
+        "{pod_decision}"
+    );
+    let replica_set = pod_decision["owner"]["name"].as_str().unwrap_or_default();
+    assert!(replica_set.starts_with("good-"), "{pod_decision}");
+    assert!(
+        pod_decision["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&format!("{replica_set}-"))),
+        "{pod_decision}"
+    );
+    assert_eq!(pod_decision["fail_mode"], "none");
     // The contract, nested in the line as an object.
     let contract = &pod_decision["decision"];
     assert_eq!(contract["schemaVersion"], "zastava.admission.decision@v1.0");

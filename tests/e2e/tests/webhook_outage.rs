@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
+use zastava_e2e::webhook::logged_decisions;
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
     kubectl_apply, kubectl_apply_args, metric, unique, wait_for, wait_ready, CosignKeys, TestImage,
@@ -115,6 +116,27 @@ async fn registry_down_fails_open_only_where_the_policy_says() {
             "{warnings}"
         );
         assert_eq!(fail_open_admissions().await, before + 1.0);
+    }
+
+    // The decision records say which fail mode decided, and that the lookup failed.
+    for (ns, decision, fail_mode) in [
+        (&closed, "Deny", "failClosed"),
+        (&open, "Allow", "failOpen"),
+    ] {
+        let lines = logged_decisions(ns, &fresh.repository);
+        let line = lines.last().expect("a decision line on the fresh image");
+        assert_eq!(line["decision"]["decision"], decision, "{line}");
+        assert_eq!(line["fail_mode"], fail_mode, "{line}");
+        assert_eq!(
+            (&line["kind"], &line["name"]),
+            (&json!("Pod"), &json!("outage")),
+            "{line}"
+        );
+        assert_eq!(
+            line["cache"],
+            json!([{"image": fresh.by_tag(), "status": "error"}]),
+            "{line}"
+        );
     }
 
     // Registry back: the signed image is admitted in the fail-closed namespace too.

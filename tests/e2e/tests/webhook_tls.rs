@@ -481,3 +481,210 @@ async fn fail_open_namespaces_are_labelled_and_served_by_the_fail_open_webhook()
     delete_policy(&client, &policy).await;
     let _ = namespaces.delete(&name, &DeleteParams::default()).await;
 }
+
+/// A second webhook started by a test, serving the certificate of a Secret of the test's own
+/// namespace (the operator manages only the shared one, so it never heals it); SIGTERM, then
+/// SIGKILL, when dropped.
+struct HealthWebhook {
+    child: std::process::Child,
+    http: String,
+    log: std::path::PathBuf,
+}
+
+impl HealthWebhook {
+    fn start(namespace: &str, secret: &str) -> Self {
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (https, http) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!("{namespace}-webhook.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env("ZASTAVA_WEBHOOK_BIN"))
+            .arg("serve")
+            .env("ZASTAVA_NAMESPACE", namespace)
+            .env("ZASTAVA_WEBHOOK_TLS_SECRET", secret)
+            .env("ZASTAVA_WEBHOOK_ADDR", format!("127.0.0.1:{https}"))
+            .env("ZASTAVA_HTTP_ADDR", format!("127.0.0.1:{http}"))
+            .env("ZASTAVA_SHUTDOWN_DELAY_SECONDS", "0")
+            .env("ZASTAVA_TLS_SECRET_CHECK_SECONDS", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("starting zastava-webhook");
+        Self {
+            child,
+            http: format!("http://127.0.0.1:{http}"),
+            log,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&format!("{}{path}", self.http)).await
+    }
+
+    async fn gauge(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        metric(&body, name)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HealthWebhook {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed serving certificate and its key (PEM), valid from `from` to `until` seconds
+/// relative to now.
+fn serving_pair(from: i64, until: i64) -> (String, String) {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    params.not_before = shifted(now, from);
+    params.not_after = shifted(now, until);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// `t` moved by `seconds`, either way.
+fn shifted<T>(t: T, seconds: i64) -> T
+where
+    T: std::ops::Add<Duration, Output = T> + std::ops::Sub<Duration, Output = T>,
+{
+    let by = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        t + by
+    } else {
+        t - by
+    }
+}
+
+/// `/healthz` of the webhook follows its serving certificate: 503 while it serves an expired
+/// one, 200 once the Secret holds a fresh one (reloaded through the watch), and still 200
+/// for one past its renewal time that nothing renewed (a restart would not help): that is
+/// reported by a gauge and a warning instead.
+#[tokio::test]
+async fn liveness_fails_for_an_expired_serving_certificate_only() {
+    const DAY: i64 = 86_400;
+    let client = client().await;
+    let namespace = unique("e2e-tls-health");
+    zastava_e2e::create_namespace(&client, &namespace, json!({})).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let name = "health-tls";
+    let secret = |(cert, key): (String, String)| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": cert, "tls.key": key},
+        }))
+        .unwrap()
+    };
+    // Expired yesterday.
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret(serving_pair(-10 * DAY, -DAY)),
+        )
+        .await
+        .unwrap();
+    let webhook = HealthWebhook::start(&namespace, name);
+    let ready = Duration::from_secs(60);
+    wait_for(
+        "the webhook ready with the expired certificate",
+        ready,
+        || async { (webhook.get("/readyz").await?.0 == 200).then_some(()) },
+    )
+    .await;
+    let (status, body) = webhook.get("/healthz").await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "serving certificate expired\n"),
+        "{}",
+        webhook.log_text()
+    );
+    assert!(webhook
+        .gauge("zastava_webhook_certificate_expiry_seconds")
+        .await
+        .is_some_and(|s| s < -(DAY as f64) + 60.0));
+    assert_eq!(
+        webhook
+            .gauge("zastava_webhook_certificate_renewal_overdue")
+            .await,
+        Some(1.0)
+    );
+
+    // A fresh certificate in the Secret: the watch loads it, liveness passes.
+    let fresh = secret(serving_pair(-3600, 30 * DAY));
+    secrets
+        .replace(name, &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    wait_for("/healthz OK with the fresh certificate", HEAL, || async {
+        (webhook.get("/healthz").await?.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        webhook
+            .gauge("zastava_webhook_certificate_renewal_overdue")
+            .await,
+        Some(0.0)
+    );
+    assert!(webhook
+        .gauge("zastava_webhook_certificate_expiry_seconds")
+        .await
+        .is_some_and(|s| s > 29.0 * DAY as f64));
+
+    // Past its renewal time (day 20 of 25) with nothing newer in the Secret: not renewed,
+    // still valid. Live, overdue, and said in the log.
+    let overdue = secret(serving_pair(-20 * DAY, 5 * DAY));
+    secrets
+        .replace(name, &PostParams::default(), &overdue)
+        .await
+        .unwrap();
+    wait_for("the overdue certificate loaded", HEAL, || async {
+        (webhook
+            .gauge("zastava_webhook_certificate_renewal_overdue")
+            .await?
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+    wait_for("the warning that it was not renewed", HEAL, || async {
+        webhook
+            .log_text()
+            .contains("the TLS Secret holds nothing newer: not renewed yet")
+            .then_some(())
+    })
+    .await;
+    // Several direct reads of the Secret (one a second) later, still live.
+    for _ in 0..5 {
+        let (status, body) = webhook.get("/healthz").await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    drop(webhook);
+    zastava_e2e::delete_namespace(&client, &namespace).await;
+}
