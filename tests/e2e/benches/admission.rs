@@ -40,7 +40,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_e2e::histogram::{self, Buckets};
 use zastava_e2e::install::{
-    admit, helm, image, image_signing_key, values, wait_all_ready, Admission, NAMESPACE, RELEASE,
+    admit, helm, image, image_signing_key, install, pods_gone, remove_leftover_release,
+    wait_all_ready, webhook_configured, Admission, NAMESPACE, RELEASE, WEBHOOK_CONFIG,
 };
 use zastava_e2e::webhook::strict_policy;
 use zastava_e2e::{
@@ -48,7 +49,6 @@ use zastava_e2e::{
 };
 
 const CHART: &str = "charts/zastava";
-const WEBHOOK_CONFIG: &str = "zastava-webhook";
 /// The names of Zastava's webhooks in the configuration all end with this.
 const WEBHOOK_NAME_SUFFIX: &str = ".zastava.stellaops.io";
 const DURATION_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
@@ -70,7 +70,7 @@ fn run_length() -> Duration {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let client = client().await;
-    remove_old_release(&client).await;
+    remove_leftover_release(&client).await;
     let signed = image("webhook");
     let unsigned = env("ZASTAVA_TEST_IMAGE");
     let ns = unique("bench-admission");
@@ -83,21 +83,7 @@ async fn main() {
     create_namespace(&client, &ns, json!({})).await;
 
     println!("installing {CHART} (2 webhook replicas) ...");
-    let values = values(json!({}));
-    helm(&[
-        "install",
-        RELEASE,
-        CHART,
-        "-n",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        values.to_str().unwrap(),
-        "--wait",
-        "--timeout",
-        "300s",
-    ])
-    .unwrap_or_else(|e| panic!("helm install: {e}"));
+    install(CHART, json!({}));
     wait_all_ready(&client, Duration::from_secs(300)).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
@@ -112,19 +98,7 @@ async fn main() {
         json!([{"name": "release", "secretRef": {"name": key_secret}}]);
     apply_policy(&client, &policy, spec).await;
     wait_ready(&client, &policy, "True").await;
-    let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let configuration = wait_for(
-        "the ValidatingWebhookConfiguration with a CA bundle",
-        Duration::from_secs(120),
-        || async {
-            let vwc = vwcs.get_opt(WEBHOOK_CONFIG).await.ok()??;
-            let published = vwc.webhooks.as_ref().is_some_and(|w| {
-                !w.is_empty() && w.iter().all(|w| w.client_config.ca_bundle.is_some())
-            });
-            published.then_some(vwc)
-        },
-    )
-    .await;
+    let configuration = webhook_configured(&client).await;
     enforcing(&client, &ns, &signed, &unsigned, true).await;
 
     // The operator owns the configuration and would put it back; it is not on the admission
@@ -154,18 +128,7 @@ async fn main() {
         let mut pair = BTreeMap::new();
         for with_zastava in order {
             toggle.set(with_zastava).await;
-            let load = Load::DryRun { duration: run };
-            // Warm-up: connections opened, the webhook's cache and the apiserver's clients warm.
-            measure(
-                &client,
-                &ns,
-                &signed,
-                n,
-                &Load::DryRun { duration: run / 4 },
-            )
-            .await;
-            let figures = measure(&client, &ns, &signed, n, &load).await;
-            pair.insert(with_zastava, figures);
+            pair.insert(with_zastava, dry_run(&client, &ns, &signed, n, run).await);
         }
         rows.push((format!("dry-run, {n} creators"), pair));
     }
@@ -187,16 +150,7 @@ async fn main() {
     toggle.set(true).await;
     scale(&client, "webhook", 1).await;
     for n in [10, 100] {
-        let load = Load::DryRun { duration: run };
-        measure(
-            &client,
-            &ns,
-            &signed,
-            n,
-            &Load::DryRun { duration: run / 4 },
-        )
-        .await;
-        let figures = measure(&client, &ns, &signed, n, &load).await;
+        let figures = dry_run(&client, &ns, &signed, n, run).await;
         rows.push((
             format!("dry-run, {n} creators, 1 webhook replica"),
             BTreeMap::from([(true, figures)]),
@@ -204,27 +158,6 @@ async fn main() {
     }
     scale(&client, "operator", 2).await;
     report(&rows);
-}
-
-/// A release left by an interrupted run (of this bench or the in-cluster test) is removed
-/// first, its pods too.
-async fn remove_old_release(client: &Client) {
-    if helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]).is_ok() {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-        wait_for(
-            "the old release's pods to be gone",
-            Duration::from_secs(120),
-            || async {
-                pods.list(&Default::default())
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                    .then_some(())
-            },
-        )
-        .await;
-    }
 }
 
 /// When the bench ends, finished or not: the release uninstalled (no webhook configuration is
@@ -361,6 +294,20 @@ struct Figures {
     load_average: String,
 }
 
+/// `creators` making dry-run creates for `run`, after a warm-up of a quarter of it that is not
+/// counted (connections opened, the webhook's cache and the apiserver's clients warm).
+async fn dry_run(
+    client: &Client,
+    ns: &str,
+    image: &str,
+    creators: usize,
+    run: Duration,
+) -> Figures {
+    let warm_up = Load::DryRun { duration: run / 4 };
+    measure(client, ns, image, creators, &warm_up).await;
+    measure(client, ns, image, creators, &Load::DryRun { duration: run }).await
+}
+
 async fn measure(client: &Client, ns: &str, image: &str, creators: usize, load: &Load) -> Figures {
     let apiserver_before = apiserver_buckets();
     let replicas_before = replica_metrics(client).await;
@@ -466,19 +413,7 @@ async fn delete_pods(client: &Client, ns: &str) {
     pods.delete_collection(&DeleteParams::default(), &selector)
         .await
         .expect("deleting the bench's Pods");
-    wait_for(
-        "the bench's Pods to be gone",
-        Duration::from_secs(120),
-        || async {
-            pods.list(&selector)
-                .await
-                .ok()?
-                .items
-                .is_empty()
-                .then_some(())
-        },
-    )
-    .await;
+    pods_gone(client, ns, &selector, "the bench's Pods").await;
 }
 
 /// The apiserver's duration buckets for Zastava's webhooks so far, summed over their series

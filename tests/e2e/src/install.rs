@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -16,6 +17,8 @@ use crate::{env, unique, wait_for};
 /// host-process tests used: nothing may depend on the default namespace).
 pub const RELEASE: &str = "zastava";
 pub const NAMESPACE: &str = "zastava-e2e-chart";
+/// The ValidatingWebhookConfiguration the operator keeps.
+pub const WEBHOOK_CONFIG: &str = "zastava-webhook";
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -109,6 +112,83 @@ fn merge(base: &mut Value, extra: Value) {
         }
         (b, e) => *b = e,
     }
+}
+
+/// `helm install` of `chart` (a directory, or an oci:// reference over plain HTTP) with this
+/// cluster's values and `extra`; how long it took to return with every object ready.
+pub fn install(chart: &str, extra: serde_json::Value) -> Duration {
+    let values = values(extra);
+    let start = Instant::now();
+    let values = values.to_str().unwrap();
+    let mut args = vec![
+        "install",
+        RELEASE,
+        chart,
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "-f",
+        values,
+        "--wait",
+        "--timeout",
+        "300s",
+    ];
+    if chart.starts_with("oci://") {
+        args.push("--plain-http");
+    }
+    helm(&args).unwrap_or_else(|e| panic!("helm install {chart}: {e}"));
+    start.elapsed()
+}
+
+/// The configuration exists with webhooks, each with a CA bundle: the operator has
+/// provisioned TLS and published it.
+pub async fn webhook_configured(client: &Client) -> ValidatingWebhookConfiguration {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    wait_for(
+        "the ValidatingWebhookConfiguration with a CA bundle",
+        Duration::from_secs(120),
+        || async {
+            let vwc = api.get_opt(WEBHOOK_CONFIG).await.ok()??;
+            let ready = vwc.webhooks.as_ref().is_some_and(|w| {
+                !w.is_empty() && w.iter().all(|w| w.client_config.ca_bundle.is_some())
+            });
+            ready.then_some(vwc)
+        },
+    )
+    .await
+}
+
+/// A release left by an interrupted run (of the in-cluster test or `make bench-admission`):
+/// uninstalled, and its pods gone (an old operator would hold the Lease until it expires).
+pub async fn remove_leftover_release(client: &Client) {
+    if helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]).is_ok() {
+        pods_gone(
+            client,
+            NAMESPACE,
+            &ListParams::default(),
+            "the old release's pods",
+        )
+        .await;
+    }
+}
+
+/// Waits (up to two minutes) until no Pod of `ns` that `selector` picks is left; `what` names
+/// them in the panic.
+pub async fn pods_gone(client: &Client, ns: &str, selector: &ListParams, what: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("{what} to be gone"),
+        Duration::from_secs(120),
+        || async {
+            pods.list(selector)
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Waits until every Pod of the release's namespace is Ready (and there is at least one of

@@ -21,8 +21,9 @@ use kube::{Api, Client};
 use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 use zastava_e2e::install::{
-    admission_loop, admit, chart_reference, helm, image, image_signing_key, pods_of, print_usage,
-    values, wait_all_ready, Admission, NAMESPACE, RELEASE,
+    admission_loop, admit, chart_reference, helm, image, image_signing_key, install, pods_of,
+    print_usage, remove_leftover_release, wait_all_ready, webhook_configured, Admission, NAMESPACE,
+    RELEASE, WEBHOOK_CONFIG,
 };
 use zastava_e2e::observer::{deploy_image, node_entry, readelf_build_id, running_pod, sha256sum};
 use zastava_e2e::webhook::strict_policy;
@@ -32,7 +33,6 @@ use zastava_e2e::{
 };
 
 const CHART: &str = "charts/zastava";
-const WEBHOOK_CONFIG: &str = "zastava-webhook";
 
 /// When the test ends, passed or not: the release uninstalled (a failure never leaves a
 /// webhook configuration that refuses the next test's pods), the test's policy and namespace
@@ -62,50 +62,6 @@ impl Drop for Cleanup {
             .arg(format!("secret/{}", self.key_secret))
             .output();
     }
-}
-
-/// `helm install` of `chart` (a directory, or an oci:// reference over plain HTTP) with this
-/// cluster's values and `extra`; how long it took to return with every object ready.
-fn install(chart: &str, extra: serde_json::Value) -> Duration {
-    let values = values(extra);
-    let start = Instant::now();
-    let values = values.to_str().unwrap();
-    let mut args = vec![
-        "install",
-        RELEASE,
-        chart,
-        "-n",
-        NAMESPACE,
-        "--create-namespace",
-        "-f",
-        values,
-        "--wait",
-        "--timeout",
-        "300s",
-    ];
-    if chart.starts_with("oci://") {
-        args.push("--plain-http");
-    }
-    helm(&args).unwrap_or_else(|e| panic!("helm install {chart}: {e}"));
-    start.elapsed()
-}
-
-/// The configuration exists with webhooks, each with a CA bundle: the operator has
-/// provisioned TLS and published it.
-async fn webhook_configured(client: &Client) -> ValidatingWebhookConfiguration {
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    wait_for(
-        "the ValidatingWebhookConfiguration with a CA bundle",
-        Duration::from_secs(120),
-        || async {
-            let vwc = api.get_opt(WEBHOOK_CONFIG).await.ok()??;
-            let ready = vwc.webhooks.as_ref().is_some_and(|w| {
-                !w.is_empty() && w.iter().all(|w| w.client_config.ca_bundle.is_some())
-            });
-            ready.then_some(vwc)
-        },
-    )
-    .await
 }
 
 /// Waits until admission in `ns` answers as it should: `signed` allowed, `unsigned` denied.
@@ -171,24 +127,7 @@ async fn under_load<F: std::future::Future<Output = ()>>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_serve_survive_upgrade_uninstall_reinstall() {
     let client = client().await;
-    // A release left by an interrupted run: gone, its pods too (an old operator would hold
-    // the Lease until it expires).
-    if helm(&["uninstall", RELEASE, "-n", NAMESPACE, "--wait"]).is_ok() {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-        wait_for(
-            "the old release's pods to be gone",
-            Duration::from_secs(120),
-            || async {
-                pods.list(&Default::default())
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    remove_leftover_release(&client).await;
     let signed = image("webhook");
     let unsigned = env("ZASTAVA_TEST_IMAGE");
 
