@@ -34,6 +34,8 @@ test: lint unit fuzz-smoke chart-test image-test e2e
 lint: rust-toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# --all-targets leaves out targets marked `test = false`: the in-cluster test.
+	$(CARGO) clippy --locked -p zastava-e2e --test incluster -- -D warnings
 
 unit: rust-toolchain
 	$(CARGO) test --workspace --exclude zastava-e2e --locked

@@ -22,8 +22,8 @@ use serde_json::json;
 use zastava_crds::ZastavaPolicy;
 use zastava_e2e::install::{
     admission_loop, admit, chart_reference, helm, image, image_signing_key, install, pods_of,
-    print_usage, remove_leftover_release, wait_all_ready, webhook_configured, Admission, NAMESPACE,
-    RELEASE, WEBHOOK_CONFIG,
+    print_usage, remove_leftover_release, values, wait_all_ready, webhook_configured, Admission,
+    NAMESPACE, RELEASE, WEBHOOK_CONFIG,
 };
 use zastava_e2e::observer::{deploy_image, node_entry, readelf_build_id, running_pod, sha256sum};
 use zastava_e2e::webhook::strict_policy;
