@@ -5,14 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::posture::Verdict;
 
-/// Unchanged at v1.0 by the decision record's additions (issue 13: the object's name and
-/// controlling owner, the fail mode, the backend latency, the cache status per image): they
-/// are fields of the webhook's log line next to this payload (webhook/src/decision_log.rs
-/// `Fields`), not members of it. They describe one replica's work on a review (its cache, its
-/// round trip to the backend), which differs between replicas deciding the same pod spec,
-/// whereas this payload is the same everywhere and hashed in its canonical JSON; `check`
-/// prints it as before.
-pub const ADMISSION_DECISION_SCHEMA: &str = "zastava.admission.decision@v1.0";
+/// v1.1 adds `images[].rekor`: the transparency-log entry the backend named for the image
+/// (issue 13), an optional field a v1.0 reader ignores, hence a minor version.
+///
+/// The decision record's other additions of issue 13 (the object's name and controlling owner,
+/// the fail mode, the backend latency, the cache status per image) are fields of the
+/// webhook's log line next to this payload (webhook/src/decision_log.rs `Fields`), not members
+/// of it. They describe one replica's work on a review (its cache, its round trip to the
+/// backend), which differs between replicas deciding the same pod spec, whereas this payload
+/// is the same everywhere and hashed in its canonical JSON; `check` prints it as before.
+pub const ADMISSION_DECISION_SCHEMA: &str = "zastava.admission.decision@v1.1";
 
 /// One admission decision, as logged per AdmissionReview UID and printed by `check`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,6 +46,15 @@ pub struct ImageDecision {
     pub policy_verdict: Verdict,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// The Rekor entry the backend gave for the resolved digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor: Option<RekorEntry>,
+}
+
+/// A transparency-log entry, as the backend contract names it (`rekor{uuid}`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RekorEntry {
+    pub uuid: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,17 +81,21 @@ mod tests {
                 has_sbom_referrers: None,
                 policy_verdict: Verdict::Fail,
                 reasons: vec!["unsigned".into()],
+                rekor: Some(RekorEntry {
+                    uuid: "24296fb2".into(),
+                }),
             }],
             decision: Decision::Deny,
             ttl_seconds: 30,
         };
         let v = serde_json::to_value(&decision).unwrap();
-        assert_eq!(v["schemaVersion"], "zastava.admission.decision@v1.0");
+        assert_eq!(v["schemaVersion"], "zastava.admission.decision@v1.1");
         assert_eq!(v["admissionId"], "uid-1");
         assert_eq!(v["podSpecDigest"], "sha256:00");
         assert_eq!(v["images"][0]["policyVerdict"], "fail");
         assert_eq!(v["images"][0]["signed"], false);
         assert!(v["images"][0].get("hasSbomReferrers").is_none());
+        assert_eq!(v["images"][0]["rekor"]["uuid"], "24296fb2");
         assert_eq!(v["decision"], "Deny");
         assert_eq!(v["ttlSeconds"], 30);
     }

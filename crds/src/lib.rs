@@ -10,6 +10,7 @@
 pub mod canonical;
 pub mod conditions;
 pub mod contracts;
+pub mod credentials;
 pub mod governs;
 pub mod image;
 pub mod keys;

@@ -226,12 +226,26 @@ fn default_artifact_types() -> Vec<String> {
     vec![CYCLONEDX_JSON.to_string()]
 }
 
+/// The external verdict of a Scanner.WebService (`POST /api/v1/scanner/policy/runtime`), asked
+/// once per resolved image digest and cached per digest for the shorter of the backend's
+/// `ttlSeconds` and the policy's cache TTL.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendVerdict {
     /// Base URL of the backend; `/api/v1/scanner/policy/runtime` is called below it.
     #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
     pub url: String,
+    /// PEM certificates of the CAs that sign the backend's serving certificate; when set, they
+    /// are the only roots trusted for it (a private CA), otherwise the system's roots are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+    /// The oldest TLS version spoken to the backend.
+    #[serde(default)]
+    pub min_tls_version: TlsVersion,
+    /// How the webhook authenticates to the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BackendAuth>,
     /// Deny (outside fail-open namespaces) when the backend cannot answer.
     #[serde(default)]
     pub required: bool,
@@ -245,6 +259,55 @@ pub struct BackendVerdict {
 
 fn default_backend_timeout() -> u32 {
     5
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Credentials for the backend, read by the webhook from Secrets in Zastava's namespace. The
+/// webhook may read only the Secrets the chart lists in `webhook.backendSecrets` (its Role
+/// names them), so a policy cannot make it read any other Secret of that namespace. Sent over
+/// `https://` URLs only. (These rules are the operator's, not CEL rules of the schema:
+/// Kubernetes 1.20, which Zastava supports, has no `x-kubernetes-validations` on objects.)
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendAuth {
+    /// A Secret key holding the token sent as `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<TokenSecretRef>,
+    /// A `kubernetes.io/tls` Secret (`tls.crt` with its chain, `tls.key`) presented as the
+    /// client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_secret_ref: Option<SecretRef>,
+}
+
+/// A key of a Secret in Zastava's own namespace holding a bearer token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_token_key() -> String {
+    "token".to_string()
+}
+
+/// A Secret in Zastava's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// How long admission verdicts are cached per image digest.

@@ -40,6 +40,12 @@ pub struct Config {
     /// This replica's identity in the leader Lease (the pod name in a cluster).
     #[arg(long, env = "POD_NAME", default_value_t = default_identity())]
     pub identity: String,
+    /// The Secrets (in Zastava's namespace) the webhook's Role lets it read for backend
+    /// credentials, comma-separated (the chart's webhook.backendSecrets): a policy naming
+    /// another gets a SecretNotReadable condition. Not given: not checked (a webhook running
+    /// outside the cluster with broader credentials).
+    #[arg(long, env = "ZASTAVA_WEBHOOK_BACKEND_SECRETS", value_delimiter = ',')]
+    pub webhook_backend_secrets: Option<Vec<String>>,
     /// The Lease (in `namespace`) the replicas of one operator compete for.
     #[arg(long, env = "ZASTAVA_LEASE_NAME", default_value = "zastava-operator")]
     pub lease_name: String,
@@ -285,6 +291,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         config.namespace.clone(),
         config.identity.clone(),
         metrics.clone(),
+        config
+            .webhook_backend_secrets
+            .as_ref()
+            .map(|names| names.iter().filter(|n| !n.is_empty()).cloned().collect()),
     ));
     let webhook_ctx = config.webhook.manage.then(|| {
         Arc::new(tls::Context::new(

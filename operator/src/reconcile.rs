@@ -1,7 +1,7 @@
 //! The `ZastavaPolicy` reconciler: fetch the referenced Secrets, assess, write status (with the
 //! public keys read from Secrets, which the webhook takes from there).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use zastava_crds::conditions;
 use zastava_crds::{ZastavaPolicy, ZastavaPolicyStatus};
 
 use crate::status::{policy_conditions, transition_event};
-use crate::validate::{assess, referenced_secrets, SecretData};
+use crate::validate::{assess, assess_backend, referenced_secrets, SecretData};
 use crate::{Error, Metrics, FIELD_MANAGER};
 use zastava_process::events::EventPublisher;
 
@@ -35,15 +35,25 @@ pub struct Context {
     pub namespace: String,
     pub events: EventPublisher,
     pub metrics: Metrics,
+    /// The Secrets the webhook may read for backend credentials (its Role names them), when
+    /// known: a policy naming another is told so in its status.
+    pub webhook_backend_secrets: Option<BTreeSet<String>>,
 }
 
 impl Context {
-    pub fn new(client: Client, namespace: String, identity: String, metrics: Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: String,
+        identity: String,
+        metrics: Metrics,
+        webhook_backend_secrets: Option<BTreeSet<String>>,
+    ) -> Self {
         Self {
             events: EventPublisher::new(client.clone(), FIELD_MANAGER, identity),
             client,
             namespace,
             metrics,
+            webhook_backend_secrets,
         }
     }
 }
@@ -67,7 +77,12 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         secrets.insert(secret_name, data);
     }
 
-    let assessment = assess(&policy.spec, &secrets);
+    let mut assessment = assess(&policy.spec, &secrets);
+    assessment.problems.extend(assess_backend(
+        &policy.spec,
+        &secrets,
+        ctx.webhook_backend_secrets.as_ref(),
+    ));
     let desired = policy_conditions(&assessment, policy.spec.mode);
     let previous = policy
         .status

@@ -6,6 +6,7 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use regex::Regex;
+use zastava_crds::credentials;
 use zastava_crds::image::RegistryPattern;
 use zastava_crds::keys::{canonical_public_key, parse_public_key};
 use zastava_crds::policy::{CosignKey, KeylessIdentity, PublishedKey, ZastavaPolicySpec};
@@ -23,6 +24,8 @@ pub enum Reason {
     InvalidRegistry,
     InvalidSelector,
     InvalidSpec,
+    InvalidCredential,
+    SecretNotReadable,
 }
 
 impl Reason {
@@ -35,6 +38,8 @@ impl Reason {
             Reason::InvalidRegistry => "InvalidRegistry",
             Reason::InvalidSelector => "InvalidSelector",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::InvalidCredential => "InvalidCredential",
+            Reason::SecretNotReadable => "SecretNotReadable",
         }
     }
 }
@@ -77,14 +82,148 @@ impl Assessment {
     }
 }
 
-/// The names of the Secrets (in Zastava's namespace) the policy's keys are read from.
+/// The names of the Secrets (in Zastava's namespace) the policy's keys and its backend's
+/// credentials are read from.
 pub fn referenced_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
     spec.verify
         .signature
         .keys
         .iter()
         .filter_map(|k| k.secret_ref.as_ref().map(|r| r.name.clone()))
+        .chain(backend_secrets(spec))
         .collect()
+}
+
+/// The Secrets the policy's backend reads its credentials from (the webhook reads them).
+fn backend_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
+    let auth = spec.verify.backend.iter().filter_map(|b| b.auth.as_ref());
+    auth.clone()
+        .filter_map(|a| a.bearer_token_secret_ref.as_ref().map(|r| r.name.clone()))
+        .chain(auth.filter_map(|a| {
+            a.client_certificate_secret_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+        }))
+        .collect()
+}
+
+/// Checks the backend's connection settings: its CA bundle parses, its credential Secrets
+/// exist and hold a usable token or certificate and key, and the webhook may read them
+/// (`webhook_readable`: the Secrets the webhook's Role names, when known). Messages name the
+/// Secret and key, never their bytes.
+pub fn assess_backend(
+    spec: &ZastavaPolicySpec,
+    secrets: &BTreeMap<String, SecretData>,
+    webhook_readable: Option<&BTreeSet<String>>,
+) -> Vec<Problem> {
+    let mut out = Assessment::default();
+    let Some(backend) = &spec.verify.backend else {
+        return Vec::new();
+    };
+    let https = backend.url.starts_with("https://");
+    if backend.auth.is_some() && !https {
+        out.problem(
+            "spec.verify.backend.auth",
+            Reason::InvalidSpec,
+            "credentials are sent over https only: auth needs an https:// url",
+        );
+    }
+    if backend.ca_bundle.is_some() && !https {
+        out.problem(
+            "spec.verify.backend.caBundle",
+            Reason::InvalidSpec,
+            "caBundle is for an https:// url",
+        );
+    }
+    if backend.auth.as_ref().is_some_and(|a| {
+        a.bearer_token_secret_ref.is_none() && a.client_certificate_secret_ref.is_none()
+    }) {
+        out.problem(
+            "spec.verify.backend.auth",
+            Reason::InvalidSpec,
+            "set bearerTokenSecretRef, clientCertificateSecretRef or both",
+        );
+    }
+    if let Some(bundle) = &backend.ca_bundle {
+        if let Err(e) = credentials::certificate_bundle(bundle.as_bytes()) {
+            out.problem(
+                "spec.verify.backend.caBundle",
+                Reason::InvalidCredential,
+                e.to_string(),
+            );
+        }
+    }
+    let auth = backend.auth.as_ref();
+    let secret = |out: &mut Assessment,
+                  field: &str,
+                  name: &str|
+     -> Option<BTreeMap<String, Vec<u8>>> {
+        if let Some(readable) = webhook_readable {
+            if !readable.contains(name) {
+                out.problem(
+                    field,
+                    Reason::SecretNotReadable,
+                    format!(
+                        "the webhook may not read Secret `{name}`: add it to the chart value webhook.backendSecrets"
+                    ),
+                );
+            }
+        }
+        match secrets.get(name) {
+            Some(Some(data)) => Some(data.clone()),
+            _ => {
+                out.problem(
+                    field,
+                    Reason::SecretNotFound,
+                    format!("Secret `{name}` not found"),
+                );
+                None
+            }
+        }
+    };
+    if let Some(r) = auth.and_then(|a| a.bearer_token_secret_ref.as_ref()) {
+        let field = "spec.verify.backend.auth.bearerTokenSecretRef";
+        if let Some(data) = secret(&mut out, field, &r.name) {
+            match data.get(&r.key) {
+                None => out.problem(
+                    field,
+                    Reason::SecretKeyNotFound,
+                    format!("Secret `{}` has no key `{}`", r.name, r.key),
+                ),
+                Some(value) => {
+                    if let Err(e) = credentials::bearer_token(value) {
+                        out.problem(
+                            field,
+                            Reason::InvalidCredential,
+                            format!("Secret `{}` key `{}`: {e}", r.name, r.key),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if let Some(r) = auth.and_then(|a| a.client_certificate_secret_ref.as_ref()) {
+        let field = "spec.verify.backend.auth.clientCertificateSecretRef";
+        if let Some(data) = secret(&mut out, field, &r.name) {
+            match (data.get("tls.crt"), data.get("tls.key")) {
+                (Some(crt), Some(key)) => {
+                    if let Err(e) = credentials::client_certificate(crt, key) {
+                        out.problem(
+                            field,
+                            Reason::InvalidCredential,
+                            format!("Secret `{}`: {e}", r.name),
+                        );
+                    }
+                }
+                _ => out.problem(
+                    field,
+                    Reason::SecretKeyNotFound,
+                    format!("Secret `{}` needs keys `tls.crt` and `tls.key`", r.name),
+                ),
+            }
+        }
+    }
+    out.problems
 }
 
 /// Checks everything the schema cannot: keys parse, patterns compile, referenced Secrets and
@@ -577,6 +716,75 @@ fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
                 ),
                 ("spec.cache.negativeTtlSeconds", Reason::InvalidSpec),
             ]
+        );
+    }
+
+    #[test]
+    fn backend_credentials_are_checked_without_quoting_them() {
+        let spec: ZastavaPolicySpec = serde_json::from_value(serde_json::json!({"verify": {
+            "backend": {"url": "https://scanner", "caBundle": "garbage",
+                "auth": {"bearerTokenSecretRef": {"name": "token"},
+                         "clientCertificateSecretRef": {"name": "client"}}}}}))
+        .unwrap();
+        assert_eq!(
+            referenced_secrets(&spec),
+            BTreeSet::from(["client".to_string(), "token".to_string()])
+        );
+        let secret = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let problems = |secrets: &BTreeMap<String, SecretData>, readable: Option<&[&str]>| {
+            let readable: Option<BTreeSet<String>> =
+                readable.map(|r| r.iter().map(|s| s.to_string()).collect());
+            assess_backend(&spec, secrets, readable.as_ref())
+                .into_iter()
+                .map(|p| (p.field, p.reason, p.message))
+                .collect::<Vec<_>>()
+        };
+        let backend = |f: &str| format!("spec.verify.backend.{f}");
+        let missing = BTreeMap::from([("token".to_string(), None), ("client".to_string(), None)]);
+        assert_eq!(
+            problems(&missing, Some(&["token"])),
+            [
+                (backend("caBundle"), Reason::InvalidCredential, "no `CERTIFICATE` PEM block".to_string()),
+                (backend("auth.bearerTokenSecretRef"), Reason::SecretNotFound, "Secret `token` not found".to_string()),
+                (
+                    backend("auth.clientCertificateSecretRef"),
+                    Reason::SecretNotReadable,
+                    "the webhook may not read Secret `client`: add it to the chart value webhook.backendSecrets".to_string()
+                ),
+                (backend("auth.clientCertificateSecretRef"), Reason::SecretNotFound, "Secret `client` not found".to_string()),
+            ]
+        );
+        let bad = BTreeMap::from([
+            ("token".to_string(), secret(&[("token", "hunter2 hunter2")])),
+            ("client".to_string(), secret(&[("tls.crt", cert)])),
+        ]);
+        let found = problems(&bad, None);
+        assert_eq!(found[1].1, Reason::InvalidCredential);
+        assert!(!found[1].2.contains("hunter2"), "{}", found[1].2);
+        assert_eq!(
+            found[2].2,
+            "Secret `client` needs keys `tls.crt` and `tls.key`"
+        );
+        let good = BTreeMap::from([
+            ("token".to_string(), secret(&[("token", "hunter2\n")])),
+            (
+                "client".to_string(),
+                secret(&[("tls.crt", cert), ("tls.key", key)]),
+            ),
+        ]);
+        assert_eq!(
+            problems(&good, Some(&["token", "client"])).len(),
+            1,
+            "only the caBundle"
         );
     }
 }

@@ -600,6 +600,23 @@ class Rbac(unittest.TestCase):
                                              "verbs": ["get", "list", "watch"]}],
                              values)
 
+    def test_backend_secrets_are_readable_by_name_and_never_zastavas_own_keys(self):
+        objects = render({"webhook": {"backendSecrets": ["scanner-token", "scanner-client"]}})
+        secret_rules = [r for r in rules(objects, "Role", "zastava-webhook")
+                        if "secrets" in r["resources"]]
+        self.assertEqual(secret_rules[1], {"apiGroups": [""], "resources": ["secrets"],
+                                           "resourceNames": ["scanner-token", "scanner-client"],
+                                           "verbs": ["get"]})
+        self.assertIn("--webhook-backend-secrets=scanner-token,scanner-client",
+                      args(objects, "Deployment", "zastava-operator"))
+        # Without any, the operator is told so (every backend Secret a policy names is
+        # reported as unreadable) and the Role names none.
+        self.assertIn("--webhook-backend-secrets=", args(render(), "Deployment", "zastava-operator"))
+        for own in ("zastava-webhook-tls", "zastava-webhook-ca"):
+            with self.assertRaises(Exception) as refused:
+                render({"webhook": {"backendSecrets": [own]}})
+            self.assertIn(f"webhook.backendSecrets may not name {own}", str(refused.exception))
+
     def test_no_role_escalation_verbs(self):
         for values in VARIANTS:
             for role, r in self.all_rules(values):

@@ -10,7 +10,7 @@ use serde_json::Value;
 use zastava_crds::ZastavaPolicy;
 use zastava_registry::{Registry, Unavailable};
 
-use crate::backend::{Answers, Backend};
+use crate::backend::{self, Answers, Backend, BackendSecrets};
 use crate::evaluate::{denied_before_lookup, evaluate, governing, Evaluation, Governing};
 use crate::limits::{DEADLINE_REASON, DEFAULT_DECISION_DEADLINE};
 use crate::metrics::Metrics;
@@ -121,7 +121,10 @@ pub async fn check(
     // it could not verify at admission either.
     let deadline = tokio::time::Instant::now() + DEFAULT_DECISION_DEADLINE;
     let mut lookups = Lookups::new();
-    if let Some(registry) = registry.filter(|_| set.needs_registry(&applying)) {
+    let calls = set.backends(&applying);
+    // Backends are asked about digests: tags are resolved for them too.
+    if let Some(registry) = registry.filter(|_| set.needs_registry(&applying) || !calls.is_empty())
+    {
         for (image, parsed) in &subject.workload.references {
             if let Ok(reference) = parsed {
                 // A registry-independent gate denies it: never contacted.
@@ -141,22 +144,38 @@ pub async fn check(
             }
         }
     }
-    let backends = set.backends(&applying);
-    let answers = match registry {
-        Some(_) if !backends.is_empty() => {
-            Backend::new(None, Metrics::new())
-                .answers(
-                    &backends,
+    let mut answers = Answers::new();
+    let mut problems = set.problems.clone();
+    if registry.is_some() && !calls.is_empty() {
+        let backend = Backend::new(None, Metrics::new());
+        // `check` reads no Secret: a backend that needs credentials from one answers with
+        // why it was not asked, and the problem is listed.
+        problems.extend(backend.configure(&set.backend_settings(), &BackendSecrets::new()));
+        let scope = backend::scope(namespace, labels);
+        for (image, parsed) in &subject.workload.references {
+            let resolved = match (parsed, lookups.get(image)) {
+                (Ok(reference), Some(Ok(facts))) => Ok(reference.pinned(&facts.digest)),
+                (Ok(reference), found) => match (&reference.digest, found) {
+                    (Some(digest), _) => Ok(reference.pinned(digest)),
+                    (None, Some(Err(e))) => Err(e.to_string()),
+                    (None, _) => Err("not looked up".to_string()),
+                },
+                (Err(e), _) => Err(e.to_string()),
+            };
+            let (asked, _) = backend
+                .verdicts(
+                    &calls,
                     namespace,
                     labels,
-                    &subject.workload.distinct_images(),
+                    scope,
+                    image,
+                    resolved.as_deref().map_err(String::as_str),
                     Some(deadline),
                 )
-                .await
-                .0
+                .await;
+            answers.extend(asked);
         }
-        _ => Answers::new(),
-    };
+    }
     let evaluation = evaluate(
         &subject.admission_id,
         namespace,
@@ -170,7 +189,7 @@ pub async fn check(
     );
     Checked {
         evaluation,
-        problems: set.problems.clone(),
+        problems,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Where each admission decision is recorded: the audit trail of the contract
-//! (`zastava.admission.decision@v1.0`), one line per AdmissionReview, keyed by its UID.
+//! (`zastava.admission.decision@v1.1`), one line per AdmissionReview, keyed by its UID.
 //!
 //! With JSON logs the line is written here rather than through `tracing`: its `decision` is
 //! the contract as a nested JSON object (log pipelines index it as is; through `tracing` it
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
-use zastava_crds::contracts::{AdmissionDecision, Decision, ImageDecision};
+use zastava_crds::contracts::{AdmissionDecision, Decision, ImageDecision, RekorEntry};
 use zastava_crds::posture::Verdict;
 
 use crate::evaluate::FailMode;
@@ -59,7 +59,7 @@ pub enum DecisionLog {
 /// (`decision`), not members of it: they describe this replica's work on the review (its cache,
 /// its backend round trip), which differs between replicas deciding the same pod spec, while
 /// the payload stays the same everywhere (its canonical JSON is hashed). So the contract and
-/// its `schemaVersion` (`zastava.admission.decision@v1.0`) are unchanged by them.
+/// its `schemaVersion` (`zastava.admission.decision@v1.1`) are unchanged by them.
 #[derive(Serialize)]
 pub struct Fields<'a> {
     pub uid: &'a str,
@@ -252,6 +252,8 @@ fn write_decision(out: &mut Vec<u8>, decision: &AdmissionDecision) -> serde_json
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         reasons: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
+        rekor: Option<&'a RekorEntry>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         resolved: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         signed: Option<bool>,
@@ -265,12 +267,14 @@ fn write_decision(out: &mut Vec<u8>, decision: &AdmissionDecision) -> serde_json
                 has_sbom_referrers,
                 policy_verdict,
                 reasons,
+                rekor,
             } = image;
             Self {
                 has_sbom_referrers: *has_sbom_referrers,
                 name,
                 policy_verdict,
                 reasons,
+                rekor: rekor.as_ref(),
                 resolved: resolved.as_deref(),
                 signed: *signed,
             }
@@ -419,7 +423,7 @@ mod tests {
         // The contract's payload is unchanged by the fields around it.
         assert_eq!(
             value["decision"]["schemaVersion"],
-            "zastava.admission.decision@v1.0"
+            "zastava.admission.decision@v1.1"
         );
     }
 
@@ -471,6 +475,9 @@ mod tests {
                     has_sbom_referrers: Some(false),
                     policy_verdict: Verdict::Fail,
                     reasons: vec!["p: no SBOM referrer \"quoted\"".into()],
+                    rekor: Some(RekorEntry {
+                        uuid: "ab".repeat(32),
+                    }),
                 },
                 ImageDecision {
                     name: "busybox".into(),
@@ -479,6 +486,7 @@ mod tests {
                     has_sbom_referrers: None,
                     policy_verdict: Verdict::Warn,
                     reasons: Vec::new(),
+                    rekor: None,
                 },
             ],
             decision: Decision::Deny,

@@ -181,6 +181,8 @@ pub fn evaluate(
     let mut fail_closed = false;
     let mut denied = false;
     let mut images: BTreeMap<&str, ImageDecision> = BTreeMap::new();
+    // The shortest `ttlSeconds` a backend answered with: the decision holds no longer.
+    let mut backend_ttl: Option<u32> = None;
 
     for image in workload.image_names() {
         if images.contains_key(image) {
@@ -197,9 +199,16 @@ pub fn evaluate(
             has_sbom_referrers: None,
             policy_verdict: Verdict::Pass,
             reasons: Vec::new(),
+            rekor: None,
         };
         for policy in policies {
             let image_facts = facts(image, policy);
+            if let Check::Known(answer) = &image_facts.backend {
+                entry.rekor = entry.rekor.take().or_else(|| answer.rekor.clone());
+                if let Some(ttl) = answer.ttl_seconds {
+                    backend_ttl = Some(backend_ttl.map_or(ttl, |shortest| shortest.min(ttl)));
+                }
+            }
             if let (Ok(r), Check::Known(d)) = (&parsed, &image_facts.digest) {
                 entry.resolved = Some(r.pinned(d));
             }
@@ -279,6 +288,7 @@ pub fn evaluate(
             .min()
             .unwrap_or(defaults.ttl_seconds)
     };
+    let ttl_seconds = backend_ttl.map_or(ttl_seconds, |t| t.min(ttl_seconds));
     let pod_spec_digest = workload.pod_spec_digest.clone();
     Evaluation {
         decision: AdmissionDecision {
@@ -488,6 +498,7 @@ fn boolean_gate(
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use zastava_crds::contracts::RekorEntry;
 
     fn pod(images: &[&str]) -> Workload {
         let containers: Vec<_> = images
@@ -793,6 +804,10 @@ mod tests {
                 has_sbom: Some(true),
                 policy_verdict: verdict,
                 reasons: vec!["CVE-1 critical".into()],
+                rekor: Some(RekorEntry {
+                    uuid: "ab".repeat(32),
+                }),
+                ttl_seconds: Some(42),
             }),
             ..ImageFacts::not_checked()
         };
@@ -802,6 +817,14 @@ mod tests {
             e.decision.images[0].reasons,
             ["r: backend verdict fail: CVE-1 critical"]
         );
+        // The backend's Rekor entry is kept; its TTL bounds the decision's (negative TTL 30).
+        assert_eq!(
+            e.decision.images[0].rekor.as_ref().unwrap().uuid,
+            "ab".repeat(32)
+        );
+        assert_eq!(e.decision.ttl_seconds, 30);
+        let e = decide(&w, &[("r", &required)], answer(Verdict::Pass));
+        assert_eq!(e.decision.ttl_seconds, 42);
         assert_eq!(
             decide(&w, &[("r", &required)], answer(Verdict::Warn))
                 .decision

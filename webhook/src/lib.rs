@@ -38,7 +38,7 @@ use zastava_crds::{RuntimePosture, ZastavaPolicy};
 use zastava_process::probes::{self, Probes};
 use zastava_registry::Registry;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendSecrets};
 use crate::cache::{TtlCache, Ttls};
 use crate::cert_health::CertHealth;
 use crate::metrics::Metrics;
@@ -159,6 +159,7 @@ pub fn app(
             Some(TtlCache::new(config.cache_capacity, ttls.clone())),
             metrics.clone(),
         ),
+        backend_secrets: Default::default(),
         ttls,
         metrics,
         namespaces,
@@ -264,6 +265,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
 
     tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
     tokio::spawn(sync_drifted(client.clone(), app.clone()));
+    tokio::spawn(refresh_backend_secrets(
+        client.clone(),
+        config.clone(),
+        app.clone(),
+    ));
     tokio::spawn(check_tls_secret(
         client.clone(),
         config.clone(),
@@ -319,7 +325,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
     let secrets = reflector::reflector(
         secret_writer,
         watcher(
-            Api::<Secret>::namespaced(client, &config.namespace),
+            Api::<Secret>::namespaced(client.clone(), &config.namespace),
             watcher::Config::default().fields(&format!("metadata.name={}", config.tls_secret)),
         )
         .default_backoff(),
@@ -343,6 +349,7 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         return;
     }
 
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
     let mut last_problems = Vec::new();
     let mut last_tls = None;
     loop {
@@ -354,6 +361,11 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
             last_problems = set.problems.clone();
         }
         tracing::info!(policies = %set.fingerprint(), "policies in force");
+        // The credentials first: the new policies' backends are asked with them at once.
+        let previous = app.backend_secrets.load_full();
+        app.backend_secrets.store(Arc::new(
+            read_backend_secrets(&secrets_api, &set, &previous).await,
+        ));
         app.set_policies(set);
 
         let tls = secret_store
@@ -383,6 +395,70 @@ async fn sync_policies(client: Client, config: ServeConfig, app: Arc<App>) {
         }
         app.ready.store(app.certs.is_loaded(), Ordering::Relaxed);
         changed.notified().await;
+    }
+}
+
+/// How often the backends' credential Secrets are read again, so a rotated token or client
+/// certificate is used within this time (the webhook's Role allows `get` of them by name, not
+/// a watch of the namespace's Secrets).
+const BACKEND_SECRETS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Reads the Secrets the backends of `set` name. A Secret that cannot be read (apiserver
+/// outage) keeps what `previous` held of it: an outage must not take a working backend away.
+async fn read_backend_secrets(
+    secrets: &Api<Secret>,
+    set: &PolicySet,
+    previous: &BackendSecrets,
+) -> BackendSecrets {
+    let names: std::collections::BTreeSet<String> = set
+        .backend_settings()
+        .values()
+        .flat_map(backend::secret_names)
+        .collect();
+    let mut read = BackendSecrets::new();
+    for name in names {
+        let data = match secrets.get_opt(&name).await {
+            Ok(secret) => Ok(secret.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect()
+            })),
+            Err(kube::Error::Api(status)) if status.code == 403 => Err(
+                "forbidden: the webhook reads only the Secrets the chart lists in webhook.backendSecrets"
+                    .to_string(),
+            ),
+            Err(e) => match previous.get(&name) {
+                Some(kept @ Ok(Some(_))) => {
+                    tracing::warn!(secret = %name, error = %e, "cannot read a backend's Secret; keeping what was read before");
+                    kept.clone()
+                }
+                _ => Err(e.to_string()),
+            },
+        };
+        read.insert(name, data);
+    }
+    read
+}
+
+/// Reads the backends' credential Secrets every [`BACKEND_SECRETS_REFRESH`].
+async fn refresh_backend_secrets(client: Client, config: ServeConfig, app: Arc<App>) {
+    let secrets: Api<Secret> = Api::namespaced(client, &config.namespace);
+    let mut every = tokio::time::interval(BACKEND_SECRETS_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let set = app.policies.load_full();
+        if set.backend_settings().is_empty() {
+            continue;
+        }
+        let previous = app.backend_secrets.load_full();
+        let read = read_backend_secrets(&secrets, &set, &previous).await;
+        if read != *previous {
+            app.set_backend_secrets(read);
+        }
     }
 }
 

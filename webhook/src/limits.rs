@@ -20,3 +20,8 @@ pub const DEADLINE_REASON: &str = "verification did not finish within the deadli
 
 /// One backend policy answer (verdicts and reasons for one image).
 pub const MAX_BACKEND_BODY_BYTES: usize = 1024 * 1024;
+/// Reasons of one backend verdict kept: they end up in deny messages, which the apiserver shows
+/// the user and logs.
+pub const MAX_BACKEND_REASONS: usize = 16;
+/// Characters of one backend reason kept.
+pub const MAX_BACKEND_REASON_CHARS: usize = 256;

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub certificate_expiry: IntGauge,
     /// 1 while the served certificate is past its renewal time (crate::cert_health), else 0.
     pub certificate_renewal_overdue: IntGauge,
+    /// Backends the policies name whose connection cannot be made (credentials missing or
+    /// unusable, CA bundle unusable): their verdicts are unavailable until it is fixed.
+    pub backend_connections_unusable: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -147,6 +150,10 @@ impl Metrics {
             "zastava_webhook_certificate_renewal_overdue",
             "1 while the served certificate is past its renewal time (two thirds of its lifetime), else 0",
         );
+        let backend_connections_unusable = gauge(
+            "zastava_backend_connections_unusable",
+            "Backends named by policies whose connection cannot be made (credentials or CA bundle missing or unusable)",
+        );
         Self {
             registry,
             allowed: decisions.with_label_values(&["Allow"]),
@@ -166,6 +173,7 @@ impl Metrics {
             connections,
             certificate_expiry,
             certificate_renewal_overdue,
+            backend_connections_unusable,
         }
     }
 

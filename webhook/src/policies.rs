@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sigstore::crypto::CosignVerificationKey;
-use zastava_crds::policy::{CacheSettings, ZastavaPolicySpec};
+use zastava_crds::policy::{BackendVerdict, CacheSettings, ZastavaPolicySpec};
 use zastava_crds::{RuntimePosture, ZastavaPolicy};
 use zastava_registry::{RegistryFacts, Unavailable};
 
-use crate::backend::Answers;
+use crate::backend::{backend_key, Answers, BackendCall};
 use crate::evaluate::{Check, Governing, ImageFacts, RegistryRules};
 
 /// Image digests a node observer reported drifting, with where (for the deny reason).
@@ -70,6 +70,8 @@ pub struct ActivePolicy {
     pub keys: Vec<CosignVerificationKey>,
     /// Identifies the key material in `keys`, for memoized verifications.
     pub key_set: u64,
+    /// The key of `spec.verify.backend` ([`backend_key`]), computed once.
+    pub backend: Option<String>,
 }
 
 impl ActivePolicy {
@@ -87,7 +89,11 @@ impl ActivePolicy {
     pub fn facts(&self, image: &str, evidence: &Evidence<'_>) -> ImageFacts {
         let backend = match &self.spec.verify.backend {
             None => Check::NotChecked,
-            Some(b) => match evidence.backend.get(&(b.url.clone(), image.to_string())) {
+            Some(_) => match self
+                .backend
+                .as_ref()
+                .and_then(|key| evidence.backend.get(&(key.clone(), image.to_string())))
+            {
                 Some(Ok(result)) => Check::Known(result.clone()),
                 Some(Err(e)) => Check::Unavailable(e.clone()),
                 None => Check::NotChecked,
@@ -193,6 +199,7 @@ impl PolicySet {
                     registries: RegistryRules::of(&p.spec),
                     keys,
                     key_set: u64::from_be_bytes(digest[..8].try_into().expect("32-byte digest")),
+                    backend: p.spec.verify.backend.as_ref().map(backend_key),
                 }
             })
             .collect();
@@ -245,19 +252,34 @@ impl PolicySet {
     }
 
     /// The backends `policies` ask, with the shortest timeout any of them sets.
-    pub fn backends(&self, policies: &[Governing<'_>]) -> Vec<(String, Duration)> {
-        let mut backends: BTreeMap<String, Duration> = BTreeMap::new();
-        for backend in policies
-            .iter()
-            .filter_map(|g| g.spec.verify.backend.as_ref())
-        {
-            let timeout = Duration::from_secs(backend.timeout_seconds.into());
-            backends
-                .entry(backend.url.clone())
-                .and_modify(|t| *t = (*t).min(timeout))
-                .or_insert(timeout);
+    pub fn backends(&self, policies: &[Governing<'_>]) -> Vec<BackendCall> {
+        let mut calls: BTreeMap<&str, BackendCall> = BTreeMap::new();
+        for policy in policies {
+            let (Some(settings), Some(key)) = (
+                policy.spec.verify.backend.as_ref(),
+                self.get(policy.name).and_then(|p| p.backend.as_deref()),
+            ) else {
+                continue;
+            };
+            let timeout = Duration::from_secs(settings.timeout_seconds.into());
+            calls
+                .entry(key)
+                .and_modify(|c| c.timeout = c.timeout.min(timeout))
+                .or_insert_with(|| BackendCall {
+                    key: key.to_string(),
+                    url: settings.url.clone(),
+                    timeout,
+                });
         }
-        backends.into_iter().collect()
+        calls.into_values().collect()
+    }
+
+    /// Every backend some policy names, by key, with its settings.
+    pub fn backend_settings(&self) -> BTreeMap<String, BackendVerdict> {
+        self.policies
+            .iter()
+            .filter_map(|p| Some((p.backend.clone()?, p.spec.verify.backend.clone()?)))
+            .collect()
     }
 
     /// Whether any of `policies` needs the registry.

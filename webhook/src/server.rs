@@ -25,7 +25,7 @@ use zastava_crds::image::ImageReference;
 use zastava_registry::{docker_config_auth, Registry, RegistryFacts, Unavailable};
 
 use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_OPEN_ANNOTATION};
-use crate::backend::{Answers, Backend};
+use crate::backend::{self, Answers, Backend, BackendSecrets};
 use crate::cache::{Cached, Lifetime, Lookup, TtlCache, Ttls};
 use crate::decision_log::{CacheStatus, DecisionLog, Fields, ImageCache, OwnerRef};
 use crate::evaluate::{denied_before_lookup, deny_message, evaluate, governing, Governing};
@@ -52,6 +52,8 @@ pub struct App {
     /// was taken from.
     pub by_tag: TtlCache<String, Cached<Arc<RegistryFacts>>>,
     pub backend: Backend,
+    /// The Secrets the policies' backends read credentials from, as last read.
+    pub backend_secrets: ArcSwap<BackendSecrets>,
     pub ttls: Arc<Ttls>,
     pub metrics: Metrics,
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
@@ -89,12 +91,24 @@ impl App {
         self.ttls.set(positive, negative);
         self.metrics.policies.set(set.policies.len() as i64);
         let changed = self.policy_set().fingerprint() != set.fingerprint();
+        self.backend
+            .configure(&set.backend_settings(), &self.backend_secrets.load());
         self.policies.store(Arc::new(set));
         if changed {
             self.by_tag.invalidate_all();
             self.facts.invalidate_all();
             self.backend.invalidate_all();
         }
+    }
+
+    /// Installs what was read of the backends' Secrets and remakes the connections whose
+    /// credentials changed (a rotated token or certificate).
+    pub fn set_backend_secrets(&self, secrets: BackendSecrets) {
+        self.backend_secrets.store(Arc::new(secrets));
+        self.backend.configure(
+            &self.policy_set().backend_settings(),
+            &self.backend_secrets.load(),
+        );
     }
 
     /// Answers one AdmissionReview body: the HTTP status and the JSON (or error text) to send.
@@ -174,8 +188,13 @@ impl App {
             .collect();
         let mut lookups = Lookups::new();
         let (mut hits, mut misses) = (0u32, 0u32);
-        let registry = async {
-            if !set.needs_registry(&applying) {
+        let calls = set.backends(&applying);
+        let scope = backend::scope(&review.namespace, &labels);
+        // Each image is looked up, and asked of the backends about its digest, on its own:
+        // the images of a workload run at once, within one deadline.
+        let per_image = async {
+            let needs_registry = set.needs_registry(&applying);
+            if !needs_registry && calls.is_empty() {
                 return Vec::new();
             }
             let pull_secrets: Vec<String> = review
@@ -189,39 +208,66 @@ impl App {
             futures::future::join_all(images.iter().map(|image| async {
                 let parsed = review.workload.reference(image);
                 let reference = parsed.as_ref().as_ref().ok()?;
-                let lookup = self.lookup_reference(reference, &review.namespace, &pull_secrets);
-                Some(
-                    tokio::time::timeout_at(deadline, lookup)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(Unavailable {
-                                registry: reference.registry.clone(),
-                                message: DEADLINE_REASON.to_string(),
-                            })
-                        }),
-                )
+                // Backends are asked about digests: a tag is resolved even where no policy
+                // needs the registry otherwise.
+                let lookup = async {
+                    if !needs_registry && reference.digest.is_some() {
+                        return None;
+                    }
+                    let lookup = self.lookup_reference(reference, &review.namespace, &pull_secrets);
+                    Some(
+                        tokio::time::timeout_at(deadline, lookup)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Unavailable {
+                                    registry: reference.registry.clone(),
+                                    message: DEADLINE_REASON.to_string(),
+                                })
+                            }),
+                    )
+                };
+                let ask = |resolved: Result<String, String>| {
+                    self.ask_backends(
+                        &calls,
+                        &review.namespace,
+                        &labels,
+                        scope,
+                        image,
+                        resolved,
+                        deadline,
+                    )
+                };
+                Some(match &reference.digest {
+                    // Pinned: the backend is asked while the registry is.
+                    Some(digest) => tokio::join!(lookup, ask(Ok(reference.pinned(digest)))),
+                    // By tag: the backend is asked about the digest the registry resolved.
+                    None => {
+                        let found = lookup.await;
+                        let resolved = match &found {
+                            Some(Ok((facts, _))) => Ok(reference.pinned(&facts.digest)),
+                            Some(Err(e)) => Err(e.to_string()),
+                            None => Err("not looked up".to_string()),
+                        };
+                        let asked = ask(resolved).await;
+                        (found, asked)
+                    }
+                })
             }))
             .await
         };
-        let backends = set.backends(&applying);
-        let backend = async {
-            if backends.is_empty() {
-                return (Answers::new(), None);
-            }
-            let started = Instant::now();
-            // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
-            let (answers, called) = Box::pin(self.backend.answers(
-                &backends,
-                &review.namespace,
-                &labels,
-                &images,
-                Some(deadline),
-            ))
-            .await;
-            (answers, called.then(|| started.elapsed()))
-        };
-        // Registry and backend are independent: both run at once, within one deadline.
-        let (found, (answers, backend_latency)) = tokio::join!(registry, backend);
+        let found = per_image.await;
+        let mut answers = Answers::new();
+        let mut backend_latency: Option<Duration> = None;
+        let found: Vec<_> = found
+            .into_iter()
+            .map(|one| {
+                one.and_then(|(found, (asked, latency))| {
+                    answers.extend(asked);
+                    backend_latency = backend_latency.max(latency);
+                    found
+                })
+            })
+            .collect();
         // Every image of the workload once, sorted, with its lookup (for the decision record).
         // `images` is a subsequence of them (the ones looked up), in the same order.
         let mut all = review.workload.references.keys();
@@ -334,6 +380,40 @@ impl App {
 
     /// What the registry says about `reference`, through the caches. A hit is an answer that
     /// asked the registry nothing.
+    /// The verdicts of the backends in `calls` on one image, and how long asking took when a
+    /// backend was called (not when every answer came from the cache).
+    #[allow(clippy::too_many_arguments)]
+    async fn ask_backends(
+        &self,
+        calls: &[backend::BackendCall],
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        scope: u64,
+        image: &str,
+        resolved: Result<String, String>,
+        deadline: tokio::time::Instant,
+    ) -> (
+        Vec<((String, String), Result<backend::ImageResult, String>)>,
+        Option<Duration>,
+    ) {
+        if calls.is_empty() {
+            return (Vec::new(), None);
+        }
+        let started = Instant::now();
+        // Boxed for the same reason as the namespace lookup: only some policies ask a backend.
+        let (answers, called) = Box::pin(self.backend.verdicts(
+            calls,
+            namespace,
+            labels,
+            scope,
+            image,
+            resolved.as_deref().map_err(String::as_str),
+            Some(deadline),
+        ))
+        .await;
+        (answers, called.then(|| started.elapsed()))
+    }
+
     async fn lookup_reference(
         &self,
         reference: &ImageReference,

@@ -44,7 +44,7 @@ fn banned_latest_is_denied_with_exit_1_and_the_decision_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(decision["schemaVersion"], "zastava.admission.decision@v1.0");
+    assert_eq!(decision["schemaVersion"], "zastava.admission.decision@v1.1");
     assert_eq!(decision["decision"], "Deny");
     assert_eq!(decision["namespace"], "prod");
     let reasons = decision["images"][0]["reasons"].to_string();

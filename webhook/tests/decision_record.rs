@@ -20,7 +20,9 @@ use zastava_webhook::server::App;
 
 use common::*;
 
-const IMAGE: &str = "ghcr.io/acme/app:1";
+/// Pinned: backends are asked about digests, and a tag would need ghcr.io to resolve it.
+const IMAGE: &str =
+    "ghcr.io/acme/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 /// What the backend takes to answer.
 const BACKEND_DELAY: Duration = Duration::from_millis(60);
 

@@ -22,7 +22,9 @@ use zastava_webhook::limits::{DEADLINE_REASON, MAX_BACKEND_BODY_BYTES};
 
 use common::*;
 
-const IMAGE: &str = "ghcr.io/acme/app:1";
+/// Pinned: backends are asked about digests, and a tag would need ghcr.io to resolve it.
+const IMAGE: &str =
+    "ghcr.io/acme/app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DEADLINE: Duration = Duration::from_millis(1500);
 /// What a decision may take past the deadline (the evaluation and the answer itself).
 const MARGIN: Duration = Duration::from_millis(500);

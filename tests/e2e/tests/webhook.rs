@@ -181,7 +181,7 @@ async fn a_deployment_template_is_verified_before_its_pods() {
     assert_eq!(pod_decision["fail_mode"], "none");
     // The contract, nested in the line as an object.
     let contract = &pod_decision["decision"];
-    assert_eq!(contract["schemaVersion"], "zastava.admission.decision@v1.0");
+    assert_eq!(contract["schemaVersion"], "zastava.admission.decision@v1.1");
     assert_eq!(contract["decision"], "Allow");
     assert_eq!(contract["images"][0]["signed"], true);
     assert_eq!(contract["images"][0]["hasSbomReferrers"], true);
