@@ -32,7 +32,11 @@ use zastava_e2e::{
     wait_ready, TestImage,
 };
 
+mod scanner;
+
 const CHART: &str = "charts/zastava";
+/// The backend token's Secret, which the values let the webhook read.
+const BACKEND_SECRET: &str = "e2e-chart-scanner-token";
 
 /// When the test ends, passed or not: the release uninstalled (a failure never leaves a
 /// webhook configuration that refuses the next test's pods), the test's policy and namespace
@@ -41,6 +45,8 @@ struct Cleanup {
     policy: String,
     namespace: String,
     key_secret: String,
+    backend_policy: String,
+    backend_namespace: String,
 }
 
 impl Drop for Cleanup {
@@ -49,7 +55,9 @@ impl Drop for Cleanup {
         let _ = std::process::Command::new("kubectl")
             .args(["delete", "--wait=false", "--ignore-not-found"])
             .arg(format!("zastavapolicy/{}", self.policy))
+            .arg(format!("zastavapolicy/{}", self.backend_policy))
             .arg(format!("namespace/{}", self.namespace))
+            .arg(format!("namespace/{}", self.backend_namespace))
             .output();
         let _ = std::process::Command::new("kubectl")
             .args([
@@ -60,6 +68,7 @@ impl Drop for Cleanup {
                 NAMESPACE,
             ])
             .arg(format!("secret/{}", self.key_secret))
+            .arg(format!("secret/{BACKEND_SECRET}"))
             .output();
     }
 }
@@ -138,11 +147,16 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         policy: policy.clone(),
         namespace: enforced.clone(),
         key_secret: key_secret.clone(),
+        backend_policy: unique("e2e-chart-backend"),
+        backend_namespace: unique("e2e-chart-backend"),
     };
     create_namespace(&client, &enforced, json!({})).await;
 
     // ---- install (the chart's CRDs too, as on a fresh cluster): every pod Ready, measured.
-    let helm_time = install(CHART, json!({}));
+    let helm_time = install(
+        CHART,
+        json!({"webhook": {"backendSecrets": [BACKEND_SECRET]}}),
+    );
     let ready_time = wait_all_ready(&client, Duration::from_secs(300)).await;
     println!(
         "install to Ready: helm install --wait {:.1} s, then every pod Ready after {:.1} s more",
@@ -207,6 +221,9 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
         ("get", NAMESPACE, "zastava-webhook-tls", true),
         ("get", NAMESPACE, "zastava-webhook-ca", false),
         ("get", NAMESPACE, key_secret.as_str(), false),
+        // The backend credentials the values list, by name only.
+        ("get", NAMESPACE, BACKEND_SECRET, true),
+        ("watch", NAMESPACE, BACKEND_SECRET, false),
         ("list", NAMESPACE, "", false),
         ("get", "kube-system", "any", false),
         ("get", enforced.as_str(), "registry-creds", true),
@@ -218,6 +235,8 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
             "{webhook_sa} {verb} secret {namespace}/{name:?}"
         );
     }
+    backend_credentials(&client, &cleanup, &signed).await;
+
     // A key Secret deleted: its key leaves the policy's status (the operator watches the
     // Secrets), and admission stops trusting it; created again, it is trusted again.
     secrets
@@ -464,6 +483,89 @@ async fn install_serve_survive_upgrade_uninstall_reinstall() {
 
 /// Whether `user` may `verb` the Secret `name` (all Secrets when empty) in `namespace`, as
 /// the apiserver's authorizer answers.
+/// A policy asking a backend over HTTPS (its own CA) with a token from the Secret the values
+/// list: the webhook reads it under its own ServiceAccount and the backend gets it, with the
+/// digest of the image; a policy naming a Secret the values do not list is told so by the
+/// operator, and the webhook, which may not read it, does not call the backend.
+async fn backend_credentials(client: &Client, cleanup: &Cleanup, image: &str) {
+    let ns = &cleanup.backend_namespace;
+    create_namespace(client, ns, json!({})).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    secrets
+        .create(
+            &PostParams::default(),
+            &scanner::token_secret(BACKEND_SECRET, "in-cluster-token"),
+        )
+        .await
+        .unwrap();
+    // The host, as the pods reach it: the registry's address.
+    let host = env("ZASTAVA_REGISTRY")
+        .rsplit_once(':')
+        .expect("registry host:port")
+        .0
+        .parse()
+        .expect("the registry's address is an IP");
+    let backend = scanner::backend(host, "in-cluster-token").await;
+    let spec = |secret: &str| {
+        json!({"namespaces": [ns], "verify": {"backend": {
+            "url": backend.url, "required": true, "caBundle": backend.ca_pem,
+            "auth": {"bearerTokenSecretRef": {"name": secret}}}}})
+    };
+    apply_policy(client, &cleanup.backend_policy, spec(BACKEND_SECRET)).await;
+    wait_ready(client, &cleanup.backend_policy, "True").await;
+    wait_for(
+        "admission through the backend, with the token read under the webhook's account",
+        Duration::from_secs(60),
+        || async { matches!(admit(client, ns, image).await, Admission::Allowed).then_some(()) },
+    )
+    .await;
+    let asked = backend.asked.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|(authorization, images)| {
+            authorization == "Bearer in-cluster-token"
+                && images[0].as_str().is_some_and(|i| i.contains("@sha256:"))
+        }),
+        "{asked:?}"
+    );
+
+    // A Secret outside webhook.backendSecrets: the operator names the chart value; the
+    // webhook cannot read it, so the required backend is not asked and the pod is denied.
+    let unlisted = unique("e2e-chart-unlisted");
+    secrets
+        .create(
+            &PostParams::default(),
+            &scanner::token_secret(&unlisted, "in-cluster-token"),
+        )
+        .await
+        .unwrap();
+    apply_policy(client, &cleanup.backend_policy, spec(&unlisted)).await;
+    let rejected = wait_ready(client, &cleanup.backend_policy, "False").await;
+    let ready = rejected
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .unwrap();
+    assert_eq!(ready.reason, "SecretNotReadable", "{ready:?}");
+    let asked_before = backend.asked.lock().unwrap().len();
+    let denied = wait_for(
+        "the webhook to refuse a backend whose Secret it may not read",
+        Duration::from_secs(60),
+        || async {
+            match admit(client, ns, image).await {
+                Admission::Denied(message) => Some(message),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(denied.contains("forbidden"), "{denied}");
+    assert_eq!(backend.asked.lock().unwrap().len(), asked_before);
+
+    delete_policy(client, &cleanup.backend_policy).await;
+    let _ = secrets.delete(&unlisted, &DeleteParams::default()).await;
+    delete_namespace(client, ns).await;
+}
+
 async fn can(client: &Client, user: &str, verb: &str, namespace: &str, name: &str) -> bool {
     let review: SubjectAccessReview = serde_json::from_value(json!({
         "spec": {"user": user, "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{namespace}")],

@@ -6,131 +6,21 @@
 //! Rekor entry is kept in the decision record, a token rotated in the Secret is used without
 //! a restart, and the operator reports a missing credential Secret on the policy.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
-use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use serde_json::json;
 use zastava_e2e::webhook::{logged_decisions, pod};
 use zastava_e2e::{
     apply_policy, client, condition, create_namespace, delete_namespace, delete_policy, env,
     kubectl_apply_args, unique, wait_for, wait_ready, TestImage,
 };
-use zastava_webhook::backend::POLICY_PATH;
 
-const REASON: &str = "CVE-2026-1234 critical in libexample";
+mod scanner;
 
-/// What the backend was asked: (Authorization header, images).
-type Asked = Arc<Mutex<Vec<(String, Value)>>>;
-
-struct Backend {
-    url: String,
-    ca_pem: String,
-    asked: Asked,
-    /// The token it accepts.
-    token: Arc<Mutex<String>>,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// A backend on 127.0.0.1 (where the webhook runs as a host process) serving over TLS with a
-/// certificate of a CA made here: `fail` for repositories whose name contains `denied`,
-/// `pass` with a Rekor entry otherwise; 401 without the current token.
-async fn backend(token: &str) -> Backend {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(vec![]).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "e2e scanner CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let issuer = rcgen::Issuer::from_ca_cert_der(ca.der(), &ca_key).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-
-    let asked: Asked = Default::default();
-    let token = Arc::new(Mutex::new(token.to_string()));
-    let (seen, accepted) = (asked.clone(), token.clone());
-    let router = Router::new().route(
-        POLICY_PATH,
-        post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let (seen, accepted) = (seen.clone(), accepted.clone());
-            async move {
-                let authorization = headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let images = request["images"].clone();
-                seen.lock()
-                    .unwrap()
-                    .push((authorization.clone(), images.clone()));
-                if authorization != format!("Bearer {}", accepted.lock().unwrap()) {
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                let image = images[0].as_str().unwrap_or_default().to_string();
-                let verdict = if image.contains("denied") {
-                    json!({"policyVerdict": "fail", "signed": false, "reasons": [REASON]})
-                } else {
-                    json!({"policyVerdict": "pass", "signed": true, "hasSbom": true,
-                           "rekor": {"uuid": "e2".repeat(32)}})
-                };
-                let answer = json!({"ttlSeconds": 120, "results": {image: verdict}});
-                (StatusCode::OK, answer.to_string())
-            }
-        }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(zastava_webhook::transport::serve_tls(
-        listener,
-        tls,
-        router,
-        stopped,
-        Duration::from_secs(1),
-        Default::default(),
-        zastava_webhook::metrics::Metrics::new(),
-    ));
-    Backend {
-        url,
-        ca_pem: ca.pem(),
-        asked,
-        token,
-        _stop: stop,
-    }
-}
-
-fn token_secret(name: &str, token: &str) -> Secret {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {"token": token},
-    }))
-    .unwrap()
-}
+use scanner::{backend, token_secret, REASON};
 
 /// Creates `name` in the namespace by server-side dry run; the apiserver's message on denial.
 fn dry_run(ns: &str, name: &str, image: &str) -> Result<String, String> {
@@ -153,7 +43,7 @@ async fn a_private_https_backend_with_a_token_decides_on_resolved_digests() {
         )
         .await
         .unwrap();
-    let scanner = backend("first-token").await;
+    let scanner = backend("127.0.0.1".parse().unwrap(), "first-token").await;
     let policy = unique("e2e-backend");
     apply_policy(
         &client,
