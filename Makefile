@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 E2E := tests/e2e
 
-.PHONY: help demo demo-down test lint unit e2e crds build images cluster-up cluster-down bench-webhook bench-admission bench-observer fuzz fuzz-smoke
+.PHONY: help demo demo-down test lint unit e2e crds build images cluster-up cluster-down bench-webhook bench-admission bench-observer bench-verifier fuzz fuzz-smoke
 
 help:
 	@echo "make demo          install what is missing, bring up the local cluster, run Zastava, apply config/samples"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
 	@echo "make bench-admission the installed chart under 10/100/500 concurrent creators through the apiserver, with and without Zastava: latency, the apiserver's webhook duration, admissions/s and CPU per replica"
 	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS; outbox events/min and a backend outage; the daemon at 50 and 110 pods"
+	@echo "make bench-verifier 500 running workloads over 50 digests verified again: the first pass and after a policy change, registry requests per digest, webhook CPU and memory"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 300) from the committed corpus; FUZZ_MERGE=1 keeps new coverage"
 	@echo "make fuzz-smoke    the committed corpora replayed and each target fuzzed 10 s (part of make test)"
 
@@ -100,6 +101,9 @@ bench-admission:
 
 bench-observer:
 	bash $(E2E)/bench-observer.sh
+
+bench-verifier:
+	bash $(E2E)/bench-verifier.sh
 
 # rustfmt and clippy ship with the toolchain but are separate rustup components.
 .PHONY: rust-toolchain

@@ -340,7 +340,7 @@ fn default_negative_ttl() -> u32 {
     30
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSettings {
     #[serde(default)]
@@ -352,6 +352,27 @@ pub struct RuntimeSettings {
     /// Deny admission of image digests a node has reported as drifted.
     #[serde(default)]
     pub deny_drifted_images: bool,
+    /// How often the images of running workloads in governed namespaces are verified again
+    /// when nothing else triggers it (a policy change, a new digest, a registry back after a
+    /// fail-open admission do at once).
+    #[serde(default = "default_reverify_interval")]
+    #[schemars(range(min = 60, max = 604800))]
+    pub reverify_interval_seconds: u32,
+}
+
+fn default_reverify_interval() -> u32 {
+    3 * 3600
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            drift: DriftKinds::default(),
+            allowed_listening_ports: Vec::new(),
+            deny_drifted_images: false,
+            reverify_interval_seconds: default_reverify_interval(),
+        }
+    }
 }
 
 /// Which drift kinds the observers report.

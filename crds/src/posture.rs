@@ -88,22 +88,40 @@ pub struct RuntimePostureStatus {
     pub nodes: Vec<NodeObservation>,
 }
 
+/// One image a workload runs. Two writers share each entry, each with a field manager of its
+/// own: the operator (`reference`, `digest`, `digests`: what the observers saw running) and
+/// the webhook's verifier (the rest: the verdict of today's policies on that digest, from the
+/// same evaluation admission uses).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ImagePosture {
     /// The reference as the pod spec gives it.
     pub reference: String,
-    /// The resolved `sha256:` digest.
+    /// The `sha256:` digest the containers run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Every digest the reference runs as, when several do (a tag moved during a rollout);
+    /// `digest` is then absent and nothing is verified until one remains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digests: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom_present: Option<bool>,
+    /// Today's Enforce and Audit policies on the running digest: `fail` when an Enforce
+    /// policy would deny it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// Why, each prefixed with the policy's name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// When the verifier last evaluated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// Running in a fail-open namespace and never verified: the registry or backend has not
+    /// answered since (the verifier retries every few seconds until it does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admitted_fail_open: bool,
 }
 
 /// A policy verdict on one image, as in the admission decision contract.

@@ -56,13 +56,22 @@ pub fn summarize(status: &RuntimePostureStatus, live_nodes: &BTreeSet<String>) -
         .collect();
     let observed_containers = live.iter().map(|n| n.containers.len() as u32).sum();
     let drift: Vec<_> = live.iter().flat_map(|n| n.drift.iter()).collect();
-    let failed_images: Vec<&str> = status
+    // The verifier's verdicts (webhook/src/verifier.rs) on what runs today.
+    let violations: Vec<String> = status
         .images
         .iter()
-        .filter(|i| i.verdict == Some(Verdict::Fail))
+        .filter(|i| i.verdict == Some(Verdict::Fail) && !i.admitted_fail_open)
+        .map(|i| {
+            let reasons = i.reasons.iter().take(3).cloned().collect::<Vec<_>>();
+            format!("{} ({})", i.reference, reasons.join("; "))
+        })
+        .collect();
+    let unverified: Vec<&str> = status
+        .images
+        .iter()
+        .filter(|i| i.admitted_fail_open)
         .map(|i| i.reference.as_str())
         .collect();
-
     let ready = if live.is_empty() {
         DesiredCondition::new(
             "Ready",
@@ -120,25 +129,39 @@ pub fn summarize(status: &RuntimePostureStatus, live_nodes: &BTreeSet<String>) -
             ),
         )
     };
-    let compliant = match (drift.is_empty(), failed_images.is_empty()) {
-        (true, true) => DesiredCondition::new(
-            "Compliant",
-            true,
-            "Compliant",
-            "no drift and no image failing policy",
-        ),
-        (_, false) => DesiredCondition::new(
+    // A policy violation first (it is what to act on), then an admission nobody could verify
+    // yet, then drift.
+    let compliant = if !violations.is_empty() {
+        DesiredCondition::new(
             "Compliant",
             false,
-            "ImagePolicyFailed",
-            format!("images failing policy: {}", failed_images.join(", ")),
-        ),
-        (false, true) => DesiredCondition::new(
+            "PolicyViolation",
+            format!("images failing today's policies: {}", violations.join("; ")),
+        )
+    } else if !unverified.is_empty() {
+        DesiredCondition::new(
+            "Compliant",
+            false,
+            "AdmittedFailOpen",
+            format!(
+                "admitted in a fail-open namespace and not verified yet (the registry or backend has not answered since): {}",
+                unverified.join(", ")
+            ),
+        )
+    } else if !drift.is_empty() {
+        DesiredCondition::new(
             "Compliant",
             false,
             "Drifted",
             "runtime drift detected (see Drifted)",
-        ),
+        )
+    } else {
+        DesiredCondition::new(
+            "Compliant",
+            true,
+            "Compliant",
+            "no drift and no image failing policy",
+        )
     };
     Summary {
         observed_containers,
@@ -169,10 +192,7 @@ fn running_images(nodes: &[&NodeObservation]) -> Vec<ImagePosture> {
             match digests.len() {
                 0 => {}
                 1 => image.digest = digests.first().map(|d| d.to_string()),
-                _ => image.reasons.push(format!(
-                    "running as several digests: {}",
-                    digests.into_iter().collect::<Vec<_>>().join(", ")
-                )),
+                _ => image.digests = digests.into_iter().map(String::from).collect(),
             }
             image
         })
@@ -380,13 +400,14 @@ mod tests {
         assert_eq!(images.len(), 2);
         assert_eq!(images[0].reference, "r/app:1");
         assert_eq!(images[0].digest, None);
-        assert_eq!(
-            images[0].reasons,
-            ["running as several digests: sha256:a, sha256:b"]
-        );
+        assert_eq!(images[0].digests, ["sha256:a", "sha256:b"]);
         assert_eq!(images[1].reference, "r/side:2");
         assert_eq!(images[1].digest.as_deref(), Some("sha256:s"));
-        assert!(images[1].reasons.is_empty());
+        assert!(images[1].digests.is_empty());
+        // The operator writes what runs, never a verdict (the verifier's fields).
+        assert!(images
+            .iter()
+            .all(|i| i.verdict.is_none() && i.reasons.is_empty()));
     }
 
     #[test]
@@ -410,19 +431,42 @@ mod tests {
     }
 
     #[test]
-    fn an_image_failing_policy_is_not_compliant() {
-        let status = RuntimePostureStatus {
-            nodes: vec![node("n1", 1, &[])],
-            images: vec![ImagePosture {
-                reference: "r/app:1".into(),
-                verdict: Some(Verdict::Fail),
-                ..ImagePosture::default()
-            }],
-            ..RuntimePostureStatus::default()
+    fn a_policy_violation_outranks_a_fail_open_admission_which_outranks_drift() {
+        let image = |reference: &str, verdict: Option<Verdict>, fail_open: bool| ImagePosture {
+            reference: reference.into(),
+            verdict,
+            reasons: vec![format!("p: {reference} reason")],
+            admitted_fail_open: fail_open,
+            ..ImagePosture::default()
         };
-        let s = summarize(&status, &live(&["n1"]));
-        let compliant = condition(&s, "Compliant");
-        assert!(!compliant.status);
-        assert_eq!(compliant.message, "images failing policy: r/app:1");
+        let compliant = |images: Vec<ImagePosture>, drift: usize| {
+            let status = RuntimePostureStatus {
+                nodes: vec![node("n1", 1, &["/tmp/x"; 1][..drift])],
+                images,
+                ..RuntimePostureStatus::default()
+            };
+            condition(&summarize(&status, &live(&["n1"])), "Compliant").clone()
+        };
+        let failing = image("r/bad:1", Some(Verdict::Fail), false);
+        let unverified = image("r/open:1", None, true);
+        let passing = image("r/good:1", Some(Verdict::Pass), false);
+
+        let c = compliant(
+            vec![failing.clone(), unverified.clone(), passing.clone()],
+            1,
+        );
+        assert!(!c.status);
+        assert_eq!(c.reason, "PolicyViolation");
+        assert_eq!(
+            c.message,
+            "images failing today's policies: r/bad:1 (p: r/bad:1 reason)"
+        );
+        let c = compliant(vec![unverified, passing.clone()], 1);
+        assert_eq!(c.reason, "AdmittedFailOpen");
+        assert!(c.message.ends_with(": r/open:1"), "{}", c.message);
+        assert_eq!(compliant(vec![passing.clone()], 1).reason, "Drifted");
+        let c = compliant(vec![passing], 0);
+        assert!(c.status);
+        assert_eq!(c.reason, "Compliant");
     }
 }

@@ -240,6 +240,10 @@ class DefaultRender(unittest.TestCase):
         self.assertEqual(webhook[0], "serve")
         self.assertIn("--tls-secret=zastava-webhook-tls", webhook)
         self.assertIn("--registry-timeout-ms=3000", webhook)
+        self.assertIn("--verifier-lease=zastava-webhook-verifier", webhook)
+        lease = grants(rules(self.objects, "Role", "zastava-webhook"),
+                       "coordination.k8s.io", "leases", "patch")
+        self.assertEqual([r["resourceNames"] for r in lease], [["zastava-webhook-verifier"]])
         self.assertEqual(args(self.objects, "DaemonSet", "zastava-observer"), ["run"])
         # The Role's named rules follow the same names.
         role = rules(self.objects, "Role", "zastava-operator")

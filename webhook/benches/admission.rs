@@ -299,6 +299,7 @@ async fn bench() {
         drain_seconds: 1,
         log_format: zastava_webhook::LogFormat::Json,
         limits: Limits::default(),
+        verifier: Default::default(),
     };
     let mut app: Arc<App> = zastava_webhook::app(&config, None, None);
     // Decision lines are built as in production (JSON), then discarded instead of written to

@@ -116,6 +116,10 @@ pub struct Evaluation {
     pub fail_closed: bool,
     /// Gates that were not checked, as `image: gate`.
     pub not_checked: Vec<String>,
+    /// Images (as the pod spec gives them) an Enforce policy could not verify, the registry
+    /// or backend not answering, with the fail mode that decided (fail-closed wins when
+    /// policies differ): their verdict says what was known, not what is true.
+    pub unverified: BTreeMap<String, FailMode>,
 }
 
 /// Which fail mode a decision applied: what happened to the gates that could not be answered.
@@ -179,6 +183,7 @@ pub fn evaluate(
     let mut not_checked = Vec::new();
     let mut fail_open = false;
     let mut fail_closed = false;
+    let mut unverified = BTreeMap::new();
     let mut denied = false;
     let mut images: BTreeMap<&str, ImageDecision> = BTreeMap::new();
     // The shortest `ttlSeconds` a backend answered with: the decision holds no longer.
@@ -243,6 +248,7 @@ pub fn evaluate(
                         entry.policy_verdict = Verdict::Fail;
                         denied = true;
                         fail_closed = true;
+                        unverified.insert(image.to_string(), FailMode::FailClosed);
                     }
                     Finding::Unverifiable(reason) => {
                         let text = format!(
@@ -250,6 +256,11 @@ pub fn evaluate(
                             policy.name
                         );
                         fail_open = true;
+                        if enforce {
+                            unverified
+                                .entry(image.to_string())
+                                .or_insert(FailMode::FailOpen);
+                        }
                         warnings.push(format!("{image}: {text}"));
                         entry.reasons.push(text);
                         worsen(&mut entry.policy_verdict, Verdict::Warn);
@@ -308,6 +319,7 @@ pub fn evaluate(
         fail_open,
         fail_closed,
         not_checked,
+        unverified,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod policies;
 pub mod server;
 pub mod tls;
 pub mod transport;
+pub mod verifier;
 pub mod workload;
 
 use std::net::SocketAddr;
@@ -125,6 +126,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub limits: transport::Limits,
+    #[command(flatten)]
+    pub verifier: verifier::VerifierArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -173,6 +176,7 @@ pub fn app(
             LogFormat::Text => DecisionLog::Tracing,
         },
         decision_deadline: Duration::from_millis(config.decision_deadline_ms),
+        verifier_wake: Default::default(),
     })
 }
 
@@ -264,7 +268,34 @@ pub async fn serve(config: ServeConfig) -> Result<(), Error> {
     let probe_server = tokio::spawn(probes::serve(probe_listener, probes, stop_rx.clone()));
 
     tokio::spawn(sync_policies(client.clone(), config.clone(), app.clone()));
-    tokio::spawn(sync_drifted(client.clone(), app.clone()));
+    let (postures, posture_writer) = reflector::store::<RuntimePosture>();
+    tokio::spawn(sync_postures(client.clone(), app.clone(), posture_writer));
+    tokio::spawn({
+        let (client, app, config, stop) =
+            (client.clone(), app.clone(), config.clone(), stop_rx.clone());
+        async move {
+            // A verifier that failed (a bug, not an outage: those it retries itself) is
+            // started again rather than leaving running workloads unverified until a restart.
+            loop {
+                let run = tokio::spawn(verifier::run(
+                    client.clone(),
+                    app.clone(),
+                    postures.clone(),
+                    config.namespace.clone(),
+                    config.verifier.clone(),
+                    stop.clone(),
+                ));
+                match run.await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        app.metrics.verifier_leader.set(0);
+                        tracing::error!(error = %e, "the verifier failed; starting it again in 10 s");
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                }
+            }
+        }
+    });
     tokio::spawn(refresh_backend_secrets(
         client.clone(),
         config.clone(),
@@ -462,9 +493,14 @@ async fn refresh_backend_secrets(client: Client, config: ServeConfig, app: Arc<A
     }
 }
 
-/// Keeps the set of drifted digests in step with the RuntimePostures the observers write.
-async fn sync_drifted(client: Client, app: Arc<App>) {
-    let (store, writer) = reflector::store::<RuntimePosture>();
+/// Keeps the set of drifted digests in step with the RuntimePostures the observers write, and
+/// wakes the verifier on every change of one.
+async fn sync_postures(
+    client: Client,
+    app: Arc<App>,
+    writer: reflector::store::Writer<RuntimePosture>,
+) {
+    let store = writer.as_reader();
     reflector::reflector(
         writer,
         watcher(
@@ -475,7 +511,10 @@ async fn sync_drifted(client: Client, app: Arc<App>) {
     )
     .for_each(|event| {
         match event {
-            Ok(_) => app.set_drifted(drifted_digests(&store.state())),
+            Ok(_) => {
+                app.set_drifted(drifted_digests(&store.state()));
+                app.verifier_wake.notify_one();
+            }
             Err(e) => tracing::warn!(error = %e, "RuntimePosture watch"),
         }
         async {}

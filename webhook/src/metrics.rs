@@ -44,6 +44,14 @@ pub struct Metrics {
     /// Backends the policies name whose connection cannot be made (credentials missing or
     /// unusable, CA bundle unusable): their verdicts are unavailable until it is fixed.
     pub backend_connections_unusable: IntGauge,
+    /// `zastava_reverifications_total{trigger,result}`: running workloads verified again
+    /// (crate::verifier), by why and how it went.
+    pub reverifications: IntCounterVec,
+    pub reverification_duration: Histogram,
+    /// Images running workloads run that today's Enforce policies would deny.
+    pub runtime_policy_violations: IntGauge,
+    /// 1 while this replica holds the verifier Lease.
+    pub verifier_leader: IntGauge,
 }
 
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -154,6 +162,30 @@ impl Metrics {
             "zastava_backend_connections_unusable",
             "Backends named by policies whose connection cannot be made (credentials or CA bundle missing or unusable)",
         );
+        let reverifications = counter_vec(
+            "zastava_reverifications_total",
+            "Running workloads verified again, by trigger (new, policy, digest, retry, period) and result (verified, incomplete, error)",
+            &["trigger", "result"],
+        );
+        let reverification_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "zastava_reverification_duration_seconds",
+                "Time to verify one running workload again",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(reverification_duration.clone()))
+            .expect("unique");
+        let runtime_policy_violations = gauge(
+            "zastava_runtime_policy_violations",
+            "Images of running workloads that today's Enforce policies would deny",
+        );
+        let verifier_leader = gauge(
+            "zastava_verifier_leader",
+            "1 while this webhook replica holds the verifier Lease and verifies running workloads",
+        );
         Self {
             registry,
             allowed: decisions.with_label_values(&["Allow"]),
@@ -174,6 +206,10 @@ impl Metrics {
             certificate_expiry,
             certificate_renewal_overdue,
             backend_connections_unusable,
+            reverifications,
+            reverification_duration,
+            runtime_policy_violations,
+            verifier_leader,
         }
     }
 

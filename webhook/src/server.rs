@@ -28,11 +28,27 @@ use crate::admission::{self, Request, Response, Review, AUDIT_ANNOTATION, FAIL_O
 use crate::backend::{self, Answers, Backend, BackendSecrets};
 use crate::cache::{Cached, Lifetime, Lookup, TtlCache, Ttls};
 use crate::decision_log::{CacheStatus, DecisionLog, Fields, ImageCache, OwnerRef};
-use crate::evaluate::{denied_before_lookup, deny_message, evaluate, governing, Governing};
+use crate::evaluate::{
+    denied_before_lookup, deny_message, evaluate, governing, Evaluation, Governing,
+};
 use crate::limits::DEADLINE_REASON;
 use crate::metrics::Metrics;
 use crate::policies::{DriftedDigests, Evidence, Lookups, PolicySet};
 use crate::tls::CertStore;
+use crate::workload::Workload;
+
+/// A workload judged under the policies in force, and how (for the decision record).
+pub struct Judgement<'w> {
+    pub evaluation: Evaluation,
+    /// The namespace's labels could not be read: every policy selecting by label applied.
+    pub labels_unknown: bool,
+    /// Each image of the workload once, sorted, with its cache status.
+    pub cache: Vec<ImageCache<'w>>,
+    pub cache_hits: u32,
+    pub cache_misses: u32,
+    /// How long asking the backends took, when one was called.
+    pub backend_latency: Option<Duration>,
+}
 
 /// Everything a decision needs, shared by all connections.
 pub struct App {
@@ -70,6 +86,8 @@ pub struct App {
     /// How long after a review arrived every registry and backend call of its decision must
     /// have answered (see [`crate::limits::DEFAULT_DECISION_DEADLINE`]).
     pub decision_deadline: Duration,
+    /// Wakes the verifier (crate::verifier): a policy or a RuntimePosture changed.
+    pub verifier_wake: tokio::sync::Notify,
 }
 
 impl App {
@@ -98,6 +116,7 @@ impl App {
             self.by_tag.invalidate_all();
             self.facts.invalidate_all();
             self.backend.invalidate_all();
+            self.verifier_wake.notify_one();
         }
     }
 
@@ -157,31 +176,34 @@ impl App {
         }
     }
 
-    async fn decide(&self, review: Review, deadline: tokio::time::Instant) -> Response {
+    /// Judges `workload` in `namespace` under the policies in force, through the same caches,
+    /// registry and backend calls whether it is an admission review or a running workload
+    /// checked again (crate::verifier): one decision code for both moments.
+    pub async fn judge<'w>(
+        &self,
+        uid: &str,
+        namespace: &str,
+        workload: &'w Workload,
+        deadline: tokio::time::Instant,
+    ) -> Judgement<'w> {
         let set = self.policy_set();
         // Within the deadline too: a slow API read must not leave the decision to the
         // apiserver's timeout.
-        let labels = tokio::time::timeout_at(deadline, self.namespace_labels(&review.namespace))
+        let labels = tokio::time::timeout_at(deadline, self.namespace_labels(namespace))
             .await
             .ok()
             .flatten();
         let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
-        let applying = governing(
-            &all,
-            &review.namespace,
-            labels.as_ref(),
-            &self.zastava_namespace,
-        );
+        let applying = governing(&all, namespace, labels.as_ref(), &self.zastava_namespace);
         let labels_unknown = labels.is_none();
         let labels = labels.unwrap_or_default();
 
         // Images a registry-independent gate denies are never looked up: the pod author
         // chooses the registry, and a denied one must not be contacted at all.
-        let images: Vec<String> = review
-            .workload
+        let images: Vec<String> = workload
             .distinct_images()
             .into_iter()
-            .filter(|image| match review.workload.reference(image).as_ref() {
+            .filter(|image| match workload.reference(image).as_ref() {
                 Ok(reference) => !denied_before_lookup(&applying, reference),
                 Err(_) => false,
             })
@@ -189,7 +211,7 @@ impl App {
         let mut lookups = Lookups::new();
         let (mut hits, mut misses) = (0u32, 0u32);
         let calls = set.backends(&applying);
-        let scope = backend::scope(&review.namespace, &labels);
+        let scope = backend::scope(namespace, &labels);
         // Each image is looked up, and asked of the backends about its digest, on its own:
         // the images of a workload run at once, within one deadline.
         let per_image = async {
@@ -197,8 +219,7 @@ impl App {
             if !needs_registry && calls.is_empty() {
                 return Vec::new();
             }
-            let pull_secrets: Vec<String> = review
-                .workload
+            let pull_secrets: Vec<String> = workload
                 .spec
                 .image_pull_secrets
                 .iter()
@@ -206,7 +227,7 @@ impl App {
                 .map(|s| s.name.clone())
                 .collect();
             futures::future::join_all(images.iter().map(|image| async {
-                let parsed = review.workload.reference(image);
+                let parsed = workload.reference(image);
                 let reference = parsed.as_ref().as_ref().ok()?;
                 // Backends are asked about digests: a tag is resolved even where no policy
                 // needs the registry otherwise.
@@ -214,7 +235,7 @@ impl App {
                     if !needs_registry && reference.digest.is_some() {
                         return None;
                     }
-                    let lookup = self.lookup_reference(reference, &review.namespace, &pull_secrets);
+                    let lookup = self.lookup_reference(reference, namespace, &pull_secrets);
                     Some(
                         tokio::time::timeout_at(deadline, lookup)
                             .await
@@ -227,15 +248,7 @@ impl App {
                     )
                 };
                 let ask = |resolved: Result<String, String>| {
-                    self.ask_backends(
-                        &calls,
-                        &review.namespace,
-                        &labels,
-                        scope,
-                        image,
-                        resolved,
-                        deadline,
-                    )
+                    self.ask_backends(&calls, namespace, &labels, scope, image, resolved, deadline)
                 };
                 Some(match &reference.digest {
                     // Pinned: the backend is asked while the registry is.
@@ -270,11 +283,14 @@ impl App {
             .collect();
         // Every image of the workload once, sorted, with its lookup (for the decision record).
         // `images` is a subsequence of them (the ones looked up), in the same order.
-        let mut all = review.workload.references.keys();
-        let mut cache = Vec::with_capacity(review.workload.references.len());
+        let mut all = workload.references.keys();
+        let mut cache = Vec::with_capacity(workload.references.len());
         for (image, result) in images.iter().zip(found) {
+            // The workload's own key for `image`, which the record borrows.
+            let mut listed = None;
             for other in all.by_ref() {
                 if other == image {
+                    listed = Some(other.as_str());
                     break;
                 }
                 cache.push(ImageCache {
@@ -294,7 +310,9 @@ impl App {
                 Some(Err(e)) => (CacheStatus::Error, Some(Err(e))),
                 None => (CacheStatus::Skipped, None),
             };
-            cache.push(ImageCache { image, status });
+            if let Some(image) = listed {
+                cache.push(ImageCache { image, status });
+            }
             if let Some(result) = result {
                 lookups.insert(image.clone(), result);
             }
@@ -310,14 +328,29 @@ impl App {
             drifted: Some(&drifted),
         };
         let facts = set.facts(&evidence);
-        let evaluation = evaluate(
-            &review.uid,
-            &review.namespace,
-            &review.workload,
-            &applying,
-            &facts,
-        );
+        let evaluation = evaluate(uid, namespace, workload, &applying, &facts);
 
+        Judgement {
+            evaluation,
+            labels_unknown,
+            cache,
+            cache_hits: hits,
+            cache_misses: misses,
+            backend_latency,
+        }
+    }
+
+    async fn decide(&self, review: Review, deadline: tokio::time::Instant) -> Response {
+        let Judgement {
+            evaluation,
+            labels_unknown,
+            cache,
+            cache_hits,
+            cache_misses,
+            backend_latency,
+        } = self
+            .judge(&review.uid, &review.namespace, &review.workload, deadline)
+            .await;
         let decision = &evaluation.decision;
         self.decision_log.record(
             &Fields {
@@ -330,8 +363,8 @@ impl App {
                 fail_mode: evaluation.fail_mode(),
                 // Microseconds as fractional milliseconds.
                 backend_latency_ms: backend_latency.map(|d| d.as_micros() as f64 / 1000.0),
-                cache_hits: hits,
-                cache_misses: misses,
+                cache_hits,
+                cache_misses,
                 cache: &cache,
             },
             decision,
@@ -378,8 +411,6 @@ impl App {
         response
     }
 
-    /// What the registry says about `reference`, through the caches. A hit is an answer that
-    /// asked the registry nothing.
     /// The verdicts of the backends in `calls` on one image, and how long asking took when a
     /// backend was called (not when every answer came from the cache).
     #[allow(clippy::too_many_arguments)]
@@ -414,6 +445,8 @@ impl App {
         (answers, called.then(|| started.elapsed()))
     }
 
+    /// What the registry says about `reference`, through the caches. A hit is an answer that
+    /// asked the registry nothing.
     async fn lookup_reference(
         &self,
         reference: &ImageReference,
@@ -533,7 +566,7 @@ impl App {
     /// The labels of `namespace`, for policies with a namespaceSelector: from the namespace
     /// reflector, else (a namespace created a moment ago) straight from the API; `None` when
     /// the API could not answer.
-    async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+    pub async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         if let Some(store) = &self.namespaces {
             if let Some(ns) = store.get(&ObjectRef::new(namespace)) {
                 return Some(ns.metadata.labels.clone().unwrap_or_default());

@@ -56,6 +56,7 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
             max_connections: MAX_CONNECTIONS,
             max_concurrent_decisions: 16,
         },
+        verifier: Default::default(),
     };
     let app = zastava_webhook::app(&config, None, None);
     let ca_key = rcgen::KeyPair::generate().unwrap();

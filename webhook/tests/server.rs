@@ -60,6 +60,8 @@ async fn serve_with(
         // Decisions through tracing: a test's stdout is the harness's.
         log_format: zastava_webhook::LogFormat::Text,
         limits,
+        // No Lease: these servers verify no running workload.
+        verifier: Default::default(),
     };
     let app = zastava_webhook::app(&config, None, None);
     let ca_key = rcgen::KeyPair::generate().unwrap();
@@ -460,6 +462,8 @@ async fn exemption_labels_on_a_namespace_change_no_decision() {
         drain_seconds: 5,
         log_format: zastava_webhook::LogFormat::Text,
         limits: Limits::default(),
+        // No Lease: these servers verify no running workload.
+        verifier: Default::default(),
     };
     let app = zastava_webhook::app(&config, None, Some(store));
     let decide = |image: &str| {
@@ -615,6 +619,8 @@ async fn an_api_that_never_answers_the_namespace_labels_meets_the_deadline() {
         drain_seconds: 5,
         log_format: zastava_webhook::LogFormat::Text,
         limits: Limits::default(),
+        // No Lease: these servers verify no running workload.
+        verifier: Default::default(),
     };
     let app = zastava_webhook::app(&config, Some(client), None);
     install(

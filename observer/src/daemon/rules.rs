@@ -80,7 +80,7 @@ mod tests {
             runtime: RuntimeSettings {
                 drift,
                 allowed_listening_ports: ports.to_vec(),
-                deny_drifted_images: false,
+                ..RuntimeSettings::default()
             },
             ..Default::default()
         }
