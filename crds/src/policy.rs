@@ -199,14 +199,12 @@ fn default_certificate_key() -> String {
 
 /// What proves the time a keyless signature was made, so that a signing certificate is
 /// checked against that time rather than against the time of admission.
+///
+/// That `RekorBundle` needs `rekorKeys` and `RFC3161Timestamp` needs `timestampAuthorities`
+/// is checked by the operator, not by a CEL rule: kubectl 1.20 refuses
+/// `x-kubernetes-validations` on an object that is not an array item.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.proof != 'RekorBundle' || (has(self.rekorKeys) && size(self.rekorKeys) > 0)",
-     "message": "proof RekorBundle needs rekorKeys"},
-    {"rule": "self.proof != 'RFC3161Timestamp' || (has(self.timestampAuthorities) && size(self.timestampAuthorities) > 0)",
-     "message": "proof RFC3161Timestamp needs timestampAuthorities"}
-]))]
 pub struct SigningTime {
     #[serde(default)]
     pub proof: TimeProof,

@@ -71,7 +71,9 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = at(now() - 3600);
+        // Valid well before the expired certificates it issues start: cosign checks the
+        // chain at the signing certificate's notBefore.
+        params.not_before = at(now() - 86_400);
         params.not_after = at(now() + 86_400);
         Self {
             issuer: CertifiedIssuer::self_signed(params, key).unwrap(),
