@@ -1059,6 +1059,56 @@ mod tests {
     }
 
     #[test]
+    fn a_keyless_verdict_without_a_proof_is_kept_only_while_the_certificate_is_valid() {
+        use crate::keyless::testing::{now, Ca, LeafSpec};
+        use crate::keyless::{IdentityRule, KeylessVerifier, TimeProof};
+        let root = Ca::new("Root");
+        let leaf = root.leaf(&LeafSpec::email("alice@example.com", "https://idp"));
+        let (payload, _) = signed(DIGEST);
+        let signed = leaf.sign(&payload.payload);
+        let facts = RegistryFacts {
+            digest: DIGEST.to_string(),
+            signatures: vec![SignedPayload {
+                payload: signed.payload,
+                signature: signed.signature,
+                certificate: Some(leaf.pem.clone()),
+                ..SignedPayload::default()
+            }],
+            ..RegistryFacts::default()
+        };
+        let rule = IdentityRule {
+            subject: Some("alice@example.com".into()),
+            subject_pattern: None,
+            issuer: None,
+            issuer_pattern: None,
+        };
+        let verifier = KeylessVerifier::new(&[root.der()], vec![rule], TimeProof::None).unwrap();
+        let now = u64::try_from(now()).unwrap();
+        let first = facts.verify_signatures(9, &[], Some(&verifier), now);
+        assert!(first.verified);
+        let until = first.recheck_at.expect("a verdict resting on the clock");
+        // Memoized until then (the same Arc), worked out again after.
+        assert!(Arc::ptr_eq(
+            &first,
+            &facts.verify_signatures(9, &[], Some(&verifier), until - 1)
+        ));
+        let later = facts.verify_signatures(9, &[], Some(&verifier), until + 1);
+        assert!(!later.verified);
+        assert!(
+            later.rejections[0].starts_with("a signing certificate had expired at signing time"),
+            "{later:?}"
+        );
+        // A keyless signature over another digest does not count, and says nothing.
+        let moved = RegistryFacts {
+            digest: format!("sha256:{}", "0".repeat(64)),
+            signatures: facts.signatures.clone(),
+            ..RegistryFacts::default()
+        };
+        let verdict = moved.verify_signatures(9, &[], Some(&verifier), now);
+        assert!(!verdict.verified && verdict.rejections.is_empty());
+    }
+
+    #[test]
     fn sbom_types_and_negative_facts() {
         let mut facts = RegistryFacts::default();
         assert!(facts.is_negative());
@@ -1091,6 +1141,21 @@ mod tests {
             ("sha256:aa", "MEUCIQ==")
         );
         assert_eq!(layers[0].1.certificate, None);
+
+        // The keyless annotations travel with the signature; an oversized one is left out.
+        let keyless = json!({"layers": [
+            {"mediaType": COSIGN_SIMPLESIGNING, "size": 250, "digest": "sha256:aa",
+             "annotations": {COSIGN_SIGNATURE_ANNOTATION: "MEUCIQ==",
+                             COSIGN_CERTIFICATE_ANNOTATION: "leaf",
+                             COSIGN_CHAIN_ANNOTATION: "x".repeat(MAX_KEYLESS_ANNOTATION_BYTES + 1),
+                             COSIGN_TIMESTAMP_ANNOTATION: "{}"}},
+        ]});
+        let layers = simplesigning_layers(&keyless);
+        let annotations = &layers[0].1;
+        assert_eq!(annotations.certificate.as_deref(), Some("leaf"));
+        assert_eq!(annotations.chain, None);
+        assert_eq!(annotations.bundle, None);
+        assert_eq!(annotations.timestamp.as_deref(), Some("{}"));
 
         let oras = json!({"artifactType": "application/vnd.cyclonedx+json",
                           "config": {"mediaType": "application/vnd.oci.empty.v1+json"}});

@@ -29,7 +29,7 @@ mod rekor;
 mod timestamp;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -173,6 +173,13 @@ impl Drop for Signer {
 struct Tsa {
     root_pem: String,
     url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Tsa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Tsa {
@@ -215,14 +222,16 @@ impl Tsa {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
+        let served = dir.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = serve(&dir, stream);
+                let _ = serve(&served, stream);
             }
         });
         Self {
             root_pem: root.pem(),
             url,
+            dir,
         }
     }
 }
