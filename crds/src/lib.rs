@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod canonical;
+pub mod certificates;
 pub mod conditions;
 pub mod contracts;
 pub mod credentials;

@@ -134,6 +134,13 @@ pub struct Verification {
 
 /// cosign signature verification. With `required`, an image passes when a signature verifies
 /// against any one of `keys` or matches any one of `keyless`.
+///
+/// A keyless signature carries its signing certificate (cosign's `--certificate` and
+/// `--certificate-chain`, or a Fulcio certificate). It matches when the certificate chains to
+/// one of `trustRoots`, the signature verifies with the certificate's key, the certificate's
+/// identity and OIDC issuer match one of `keyless`, and the certificate was valid when the
+/// image was signed, as `signingTime` proves it. Everything is verified offline: no Fulcio,
+/// Rekor or TUF is asked.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SignatureVerification {
@@ -141,8 +148,100 @@ pub struct SignatureVerification {
     pub required: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<CosignKey>,
+    /// The signer identities accepted from certificates that chain to `trustRoots`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keyless: Vec<KeylessIdentity>,
+    /// CA certificates (a private Fulcio's, an enterprise CA's) that keyless signing
+    /// certificates must chain to, through the intermediates the signature carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_roots: Vec<TrustedCertificates>,
+    /// What proves when a keyless signature was made.
+    #[serde(default, skip_serializing_if = "SigningTime::is_default")]
+    pub signing_time: SigningTime,
+}
+
+/// PEM certificates, inline or from a Secret: exactly one of `pem` and `secretRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.pem) != has(self.secretRef)",
+    "message": "exactly one of pem and secretRef must be set"
+}]))]
+pub struct TrustedCertificates {
+    /// A name for the certificates, used in verdict reasons and status messages.
+    #[schemars(length(min = 1, max = 63), pattern(NAMESPACE_PATTERN))]
+    pub name: String,
+    /// One or more PEM-encoded certificates (`-----BEGIN CERTIFICATE-----`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub pem: Option<String>,
+    /// A Secret in Zastava's namespace holding the PEM-encoded certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<CertificateSecretRef>,
+}
+
+/// A key of a Secret in Zastava's own namespace holding PEM certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The data key holding the PEM (`ca.crt`, as cert-manager and `kubernetes.io/tls`
+    /// Secrets name it).
+    #[serde(default = "default_certificate_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_certificate_key() -> String {
+    "ca.crt".to_string()
+}
+
+/// What proves the time a keyless signature was made, so that a signing certificate is
+/// checked against that time rather than against the time of admission.
+///
+/// That `RekorBundle` needs `rekorKeys` and `RFC3161Timestamp` needs `timestampAuthorities`
+/// is checked by the operator, not by a CEL rule: kubectl 1.20 refuses
+/// `x-kubernetes-validations` on an object that is not an array item.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningTime {
+    #[serde(default)]
+    pub proof: TimeProof,
+    /// Public keys of the Rekor logs whose signed entry timestamps are accepted
+    /// (`proof: RekorBundle`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rekor_keys: Vec<CosignKey>,
+    /// The certificate chains of the time-stamping authorities whose RFC 3161 timestamps are
+    /// accepted (`proof: RFC3161Timestamp`): each with its self-signed root and, optionally,
+    /// intermediates and the TSA's own certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timestamp_authorities: Vec<TrustedCertificates>,
+}
+
+impl SigningTime {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// The proof of signing time a keyless signature must carry.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum TimeProof {
+    /// No proof: the signing certificate (and its chain) must be valid at admission. Suits
+    /// long-lived certificates of an enterprise CA; a Fulcio certificate, valid for ten
+    /// minutes, needs one of the two proofs.
+    #[default]
+    None,
+    /// The signed entry timestamp of a Rekor bundle (`dev.sigstore.cosign/bundle`), verified
+    /// with one of `rekorKeys`: the certificate must have been valid at the entry's
+    /// integrated time.
+    RekorBundle,
+    /// An RFC 3161 timestamp over the signature (`dev.sigstore.cosign/rfc3161timestamp`,
+    /// `cosign sign --timestamp-server-url`), chaining to one of `timestampAuthorities`: the
+    /// certificate must have been valid at the timestamp's time.
+    #[serde(rename = "RFC3161Timestamp")]
+    Rfc3161Timestamp,
 }
 
 /// A cosign public key, inline or from a Secret: exactly one of `pem` and `secretRef`.
@@ -181,8 +280,13 @@ fn default_secret_key() -> String {
     "cosign.pub".to_string()
 }
 
-/// A keyless (Fulcio certificate) signer: each identity and issuer is given exactly or as a
-/// regular expression; at least one of the four is set.
+/// A keyless (certificate) signer: each identity and issuer is given exactly or as a regular
+/// expression; at least one of the four is set, and all that are set must match.
+///
+/// The subject is matched against the certificate's subject alternative names (email, URI or
+/// DNS name); the issuer against its Fulcio OIDC-issuer extension (OID 1.3.6.1.4.1.57264.1.8,
+/// else the older 1.3.6.1.4.1.57264.1.1). Regular expressions match anywhere in the value, as
+/// cosign's `--certificate-identity-regexp` does: anchor them (`^...$`) to match it whole.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -426,6 +530,45 @@ pub struct ZastavaPolicyStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub secret_keys: Vec<PublishedKey>,
+    /// How many keyless identities parsed (their regular expressions compile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_identities: Option<u32>,
+    /// The trust roots and time-stamping authority certificates that parsed, inline and from
+    /// Secrets: which certificates each name stands for.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub resolved_certificates: Vec<ResolvedCertificates>,
+    /// The certificates of `trustRoots[].secretRef` and `timestampAuthorities[].secretRef`
+    /// that parsed, as the operator read them from their Secrets (the webhook takes them from
+    /// here, as it does `secretKeys`). Always written, `[]` too.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub secret_certificates: Vec<PublishedCertificates>,
+}
+
+/// What a policy's `trustRoots` or `timestampAuthorities` entry resolved to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedCertificates {
+    /// `trustRoots` or `timestampAuthorities`.
+    pub usage: String,
+    /// The entry's `name`.
+    pub name: String,
+    /// The subject of each certificate, in order (RFC 4514).
+    pub subjects: Vec<String>,
+    /// The earliest `notAfter` among them (RFC 3339): when this entry stops verifying.
+    pub not_after: String,
+}
+
+/// Certificates read from a Secret, re-encoded as `CERTIFICATE` PEM blocks only.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedCertificates {
+    /// The `name` of the entry in `trustRoots` or `timestampAuthorities`.
+    pub name: String,
+    /// Where they were read from; used only while the spec still names this Secret key.
+    pub secret_ref: CertificateSecretRef,
+    pub pem: String,
 }
 
 /// A public key read from a Secret, re-encoded as one `PUBLIC KEY` PEM block.

@@ -1,5 +1,5 @@
 //! The `ZastavaPolicy` reconciler: fetch the referenced Secrets, assess, write status (with the
-//! public keys read from Secrets, which the webhook takes from there).
+//! public keys and certificates read from Secrets, which the webhook takes from there).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -96,6 +96,9 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         conditions: conditions::settle(previous, &desired, generation, &now),
         resolved_keys: Some(assessment.resolved_keys),
         secret_keys: assessment.secret_keys.clone(),
+        resolved_identities: Some(assessment.resolved_identities),
+        resolved_certificates: assessment.resolved_certificates.clone(),
+        secret_certificates: assessment.secret_certificates.clone(),
     };
     let event = transition_event(previous, &desired);
 
@@ -150,6 +153,8 @@ pub async fn reconcile(policy: Arc<ZastavaPolicy>, ctx: Arc<Context>) -> Result<
         generation,
         result,
         keys = assessment.resolved_keys,
+        identities = assessment.resolved_identities,
+        certificates = assessment.resolved_certificates.len(),
         problems = assessment.problems.len(),
         "reconciled ZastavaPolicy"
     );

@@ -15,10 +15,21 @@ pub const STALLED: &str = "Stalled";
 pub fn policy_conditions(assessment: &Assessment, mode: PolicyMode) -> Vec<DesiredCondition> {
     match assessment.problems.first() {
         None => {
-            let message = format!(
+            let mut message = format!(
                 "{mode:?} policy accepted with {} public key(s)",
                 assessment.resolved_keys
             );
+            if assessment.resolved_identities > 0 {
+                let roots = assessment
+                    .resolved_certificates
+                    .iter()
+                    .filter(|c| c.usage == "trustRoots")
+                    .count();
+                message.push_str(&format!(
+                    ", {} keyless identity(ies) and {roots} trust root(s)",
+                    assessment.resolved_identities
+                ));
+            }
             vec![
                 DesiredCondition::new(ACCEPTED, true, "Valid", message.clone()),
                 DesiredCondition::new(READY, true, ACCEPTED, message),
@@ -104,8 +115,7 @@ mod tests {
                 reason: Reason::InvalidKey,
                 message: message.into(),
             }],
-            resolved_keys: 0,
-            secret_keys: vec![],
+            ..Assessment::default()
         }
     }
 
@@ -161,8 +171,7 @@ mod tests {
                     message: "ü".repeat(10),
                 })
                 .collect(),
-            resolved_keys: 0,
-            secret_keys: vec![],
+            ..Assessment::default()
         };
         let m = rejection_message(&a);
         assert!(m.len() <= 1000 + '…'.len_utf8());

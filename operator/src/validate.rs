@@ -6,10 +6,14 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use regex::Regex;
+use zastava_crds::certificates::{parse_certificates, Usage};
 use zastava_crds::credentials;
 use zastava_crds::image::RegistryPattern;
 use zastava_crds::keys::{canonical_public_key, parse_public_key};
-use zastava_crds::policy::{CosignKey, KeylessIdentity, PublishedKey, ZastavaPolicySpec};
+use zastava_crds::policy::{
+    CosignKey, KeylessIdentity, PublishedCertificates, PublishedKey, ResolvedCertificates,
+    SignatureVerification, TimeProof, TrustedCertificates, ZastavaPolicySpec,
+};
 
 /// The data of a Secret the policy references, or `None` when it does not exist.
 pub type SecretData = Option<BTreeMap<String, Vec<u8>>>;
@@ -18,6 +22,7 @@ pub type SecretData = Option<BTreeMap<String, Vec<u8>>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     InvalidKey,
+    InvalidCertificate,
     SecretNotFound,
     SecretKeyNotFound,
     InvalidPattern,
@@ -32,6 +37,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidKey => "InvalidKey",
+            Reason::InvalidCertificate => "InvalidCertificate",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyNotFound => "SecretKeyNotFound",
             Reason::InvalidPattern => "InvalidPattern",
@@ -64,8 +70,15 @@ pub struct Assessment {
     pub problems: Vec<Problem>,
     /// Public keys that parsed, inline and from Secrets.
     pub resolved_keys: u32,
-    /// The keys from Secrets that parsed, for the status (where the webhook reads them).
+    /// The keys from Secrets that parsed, for the status (where the webhook reads them):
+    /// cosign keys and Rekor keys.
     pub secret_keys: Vec<PublishedKey>,
+    /// Keyless identities that parsed.
+    pub resolved_identities: u32,
+    /// Trust roots and TSA chains that parsed, inline and from Secrets.
+    pub resolved_certificates: Vec<ResolvedCertificates>,
+    /// The certificates from Secrets that parsed, for the status.
+    pub secret_certificates: Vec<PublishedCertificates>,
 }
 
 impl Assessment {
@@ -82,14 +95,17 @@ impl Assessment {
     }
 }
 
-/// The names of the Secrets (in Zastava's namespace) the policy's keys and its backend's
-/// credentials are read from.
+/// The names of the Secrets (in Zastava's namespace) the policy's keys, its certificates and
+/// its backend's credentials are read from.
 pub fn referenced_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
-    spec.verify
-        .signature
-        .keys
-        .iter()
-        .filter_map(|k| k.secret_ref.as_ref().map(|r| r.name.clone()))
+    let signature = &spec.verify.signature;
+    let keys = (signature.keys.iter())
+        .chain(&signature.signing_time.rekor_keys)
+        .filter_map(|k| k.secret_ref.as_ref().map(|r| r.name.clone()));
+    let certificates = (signature.trust_roots.iter())
+        .chain(&signature.signing_time.timestamp_authorities)
+        .filter_map(|c| c.secret_ref.as_ref().map(|r| r.name.clone()));
+    keys.chain(certificates)
         .chain(backend_secrets(spec))
         .collect()
 }
@@ -235,14 +251,22 @@ pub fn assess(spec: &ZastavaPolicySpec, secrets: &BTreeMap<String, SecretData>) 
         check_selector(&mut out, "spec.namespaceSelector", selector);
     }
     check_registries(&mut out, spec);
-    check_keys(&mut out, &spec.verify.signature.keys, secrets);
+    out.resolved_keys = check_keys(
+        &mut out,
+        "spec.verify.signature.keys",
+        &spec.verify.signature.keys,
+        secrets,
+    );
     for (i, identity) in spec.verify.signature.keyless.iter().enumerate() {
-        check_keyless(
+        if check_keyless(
             &mut out,
             &format!("spec.verify.signature.keyless[{i}]"),
             identity,
-        );
+        ) {
+            out.resolved_identities += 1;
+        }
     }
+    check_certificate_identities(&mut out, &spec.verify.signature, secrets);
     let signature = &spec.verify.signature;
     if signature.required && signature.keys.is_empty() && signature.keyless.is_empty() {
         out.problem(
@@ -333,10 +357,17 @@ fn check_registries(out: &mut Assessment, spec: &ZastavaPolicySpec) {
     }
 }
 
-fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<String, SecretData>) {
+/// Checks the keys at `path` (a list field); returns how many parsed.
+fn check_keys(
+    out: &mut Assessment,
+    path: &str,
+    keys: &[CosignKey],
+    secrets: &BTreeMap<String, SecretData>,
+) -> u32 {
+    let mut resolved = 0;
     let mut names = BTreeSet::new();
     for (i, key) in keys.iter().enumerate() {
-        let field = format!("spec.verify.signature.keys[{i}]");
+        let field = format!("{path}[{i}]");
         if !names.insert(key.name.as_str()) {
             out.problem(
                 format!("{field}.name"),
@@ -346,28 +377,14 @@ fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<Strin
         }
         match (&key.pem, &key.secret_ref) {
             (Some(pem), None) => match parse_public_key(pem) {
-                Ok(_) => out.resolved_keys += 1,
+                Ok(_) => resolved += 1,
                 Err(e) => out.problem(format!("{field}.pem"), Reason::InvalidKey, e.to_string()),
             },
             (None, Some(secret_ref)) => {
                 let field = format!("{field}.secretRef");
-                let Some(Some(data)) = secrets.get(&secret_ref.name) else {
-                    out.problem(
-                        field,
-                        Reason::SecretNotFound,
-                        format!("Secret `{}` not found", secret_ref.name),
-                    );
-                    continue;
-                };
-                let Some(bytes) = data.get(&secret_ref.key) else {
-                    out.problem(
-                        field,
-                        Reason::SecretKeyNotFound,
-                        format!(
-                            "Secret `{}` has no key `{}`",
-                            secret_ref.name, secret_ref.key
-                        ),
-                    );
+                let Some(bytes) =
+                    secret_value(out, &field, secrets, &secret_ref.name, &secret_ref.key)
+                else {
                     continue;
                 };
                 match std::str::from_utf8(bytes)
@@ -375,7 +392,7 @@ fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<Strin
                     .and_then(|text| canonical_public_key(text).map_err(|e| e.to_string()))
                 {
                     Ok((_, pem)) => {
-                        out.resolved_keys += 1;
+                        resolved += 1;
                         out.secret_keys.push(PublishedKey {
                             name: key.name.clone(),
                             secret_ref: secret_ref.clone(),
@@ -396,9 +413,193 @@ fn check_keys(out: &mut Assessment, keys: &[CosignKey], secrets: &BTreeMap<Strin
             ),
         }
     }
+    resolved
 }
 
-fn check_keyless(out: &mut Assessment, field: &str, identity: &KeylessIdentity) {
+/// The value of `key` in Secret `name`, or a problem at `field` saying what is missing.
+fn secret_value<'a>(
+    out: &mut Assessment,
+    field: &str,
+    secrets: &'a BTreeMap<String, SecretData>,
+    name: &str,
+    key: &str,
+) -> Option<&'a Vec<u8>> {
+    let Some(Some(data)) = secrets.get(name) else {
+        out.problem(
+            field,
+            Reason::SecretNotFound,
+            format!("Secret `{name}` not found"),
+        );
+        return None;
+    };
+    let value = data.get(key);
+    if value.is_none() {
+        out.problem(
+            field,
+            Reason::SecretKeyNotFound,
+            format!("Secret `{name}` has no key `{key}`"),
+        );
+    }
+    value
+}
+
+/// Trust roots, the proof of signing time and its keys or TSA chains, and whether they fit
+/// the keyless identities.
+fn check_certificate_identities(
+    out: &mut Assessment,
+    signature: &SignatureVerification,
+    secrets: &BTreeMap<String, SecretData>,
+) {
+    let path = "spec.verify.signature";
+    check_certificates(
+        out,
+        &format!("{path}.trustRoots"),
+        "trustRoots",
+        &signature.trust_roots,
+        Usage::TrustRoots,
+        secrets,
+    );
+    match (signature.keyless.is_empty(), signature.trust_roots.is_empty()) {
+        (false, true) => out.problem(
+            format!("{path}.trustRoots"),
+            Reason::InvalidSpec,
+            "keyless identities are given but no trustRoots: certificates are verified offline against the roots the policy names (no public Fulcio)",
+        ),
+        (true, false) => out.problem(
+            format!("{path}.keyless"),
+            Reason::InvalidSpec,
+            "trustRoots are given but no keyless identities: name the identities to accept (subjectRegExp `.*` accepts any)",
+        ),
+        _ => {}
+    }
+    let time = &signature.signing_time;
+    let time_path = format!("{path}.signingTime");
+    check_keys(
+        out,
+        &format!("{time_path}.rekorKeys"),
+        &time.rekor_keys,
+        secrets,
+    );
+    check_certificates(
+        out,
+        &format!("{time_path}.timestampAuthorities"),
+        "timestampAuthorities",
+        &time.timestamp_authorities,
+        Usage::TimestampAuthority,
+        secrets,
+    );
+    let (wants_rekor, wants_tsa) = match time.proof {
+        TimeProof::None => (false, false),
+        TimeProof::RekorBundle => (true, false),
+        TimeProof::Rfc3161Timestamp => (false, true),
+    };
+    if wants_rekor && time.rekor_keys.is_empty() {
+        out.problem(
+            format!("{time_path}.rekorKeys"),
+            Reason::InvalidSpec,
+            "proof RekorBundle needs the public key of at least one Rekor log",
+        );
+    }
+    if !wants_rekor && !time.rekor_keys.is_empty() {
+        out.problem(
+            format!("{time_path}.rekorKeys"),
+            Reason::InvalidSpec,
+            "rekorKeys are only used with proof RekorBundle",
+        );
+    }
+    if wants_tsa && time.timestamp_authorities.is_empty() {
+        out.problem(
+            format!("{time_path}.timestampAuthorities"),
+            Reason::InvalidSpec,
+            "proof RFC3161Timestamp needs the certificate chain of at least one timestamp authority",
+        );
+    }
+    if !wants_tsa && !time.timestamp_authorities.is_empty() {
+        out.problem(
+            format!("{time_path}.timestampAuthorities"),
+            Reason::InvalidSpec,
+            "timestampAuthorities are only used with proof RFC3161Timestamp",
+        );
+    }
+    if time.proof != TimeProof::None && signature.keyless.is_empty() {
+        out.problem(
+            format!("{time_path}.proof"),
+            Reason::InvalidSpec,
+            "a proof of signing time applies to keyless signatures, and no keyless identity is given",
+        );
+    }
+}
+
+/// Checks the certificate entries at `path` (a list field), recording what parsed.
+fn check_certificates(
+    out: &mut Assessment,
+    path: &str,
+    usage_name: &str,
+    entries: &[TrustedCertificates],
+    usage: Usage,
+    secrets: &BTreeMap<String, SecretData>,
+) {
+    let mut names = BTreeSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let field = format!("{path}[{i}]");
+        if !names.insert(entry.name.as_str()) {
+            out.problem(
+                format!("{field}.name"),
+                Reason::InvalidSpec,
+                format!("duplicate name `{}`", entry.name),
+            );
+        }
+        let (field, text, source) = match (&entry.pem, &entry.secret_ref) {
+            (Some(pem), None) => (format!("{field}.pem"), Ok(pem.as_str()), None),
+            (None, Some(secret_ref)) => {
+                let field = format!("{field}.secretRef");
+                let Some(bytes) =
+                    secret_value(out, &field, secrets, &secret_ref.name, &secret_ref.key)
+                else {
+                    continue;
+                };
+                let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
+                (field, text, Some(secret_ref))
+            }
+            _ => {
+                out.problem(
+                    field,
+                    Reason::InvalidSpec,
+                    "set exactly one of pem and secretRef",
+                );
+                continue;
+            }
+        };
+        match text.and_then(|t| parse_certificates(t, usage).map_err(|e| e.to_string())) {
+            Ok(parsed) => {
+                out.resolved_certificates.push(ResolvedCertificates {
+                    usage: usage_name.to_string(),
+                    name: entry.name.clone(),
+                    subjects: parsed.subjects(),
+                    not_after: parsed.not_after(),
+                });
+                if let Some(secret_ref) = source {
+                    out.secret_certificates.push(PublishedCertificates {
+                        name: entry.name.clone(),
+                        secret_ref: secret_ref.clone(),
+                        pem: parsed.canonical_pem,
+                    });
+                }
+            }
+            Err(e) => {
+                let message = match source {
+                    Some(r) => format!("Secret `{}` key `{}`: {e}", r.name, r.key),
+                    None => e,
+                };
+                out.problem(field, Reason::InvalidCertificate, message);
+            }
+        }
+    }
+}
+
+/// Whether the identity is usable; its problems are recorded.
+fn check_keyless(out: &mut Assessment, field: &str, identity: &KeylessIdentity) -> bool {
+    let before = out.problems.len();
     let fields = [
         ("issuer", &identity.issuer, false),
         ("issuerRegExp", &identity.issuer_reg_exp, true),
@@ -427,6 +628,7 @@ fn check_keyless(out: &mut Assessment, field: &str, identity: &KeylessIdentity) 
             }
         }
     }
+    out.problems.len() == before
 }
 
 fn is_media_type(value: &str) -> bool {
@@ -629,9 +831,161 @@ fOiGRu7TTLAPU9l8RVZbryn7JNloxNT3HktJoGaW/X3rsKYfric26JUhDQ==
                     Reason::InvalidPattern
                 ),
                 ("spec.verify.signature.keyless[2]", Reason::InvalidSpec),
+                // Identities need roots to chain to.
+                ("spec.verify.signature.trustRoots", Reason::InvalidSpec),
             ]
         );
         assert!(!a.problems[0].message.contains('\n'));
+        assert_eq!(a.resolved_identities, 1);
+    }
+
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn roots(name: &str, pem: Option<&str>, secret: Option<&str>) -> TrustedCertificates {
+        TrustedCertificates {
+            name: name.into(),
+            pem: pem.map(String::from),
+            secret_ref: secret.map(|s| zastava_crds::policy::CertificateSecretRef {
+                name: s.into(),
+                key: "ca.crt".into(),
+            }),
+        }
+    }
+
+    fn keyless_spec() -> ZastavaPolicySpec {
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.required = true;
+        spec.verify.signature.keyless = vec![KeylessIdentity {
+            subject: Some("alice@example.com".into()),
+            issuer: Some("https://idp.example.com".into()),
+            ..Default::default()
+        }];
+        spec
+    }
+
+    #[test]
+    fn trust_roots_resolve_inline_and_from_secrets_and_are_reported() {
+        let (inline, stored) = (ca_pem("Inline Root"), ca_pem("Stored Root"));
+        let mut spec = keyless_spec();
+        spec.verify.signature.trust_roots = vec![
+            roots("inline", Some(&inline), None),
+            roots("stored", None, Some("corp-ca")),
+        ];
+        let secrets = BTreeMap::from([(
+            "corp-ca".to_string(),
+            Some(BTreeMap::from([(
+                "ca.crt".to_string(),
+                format!("# the corporate root\n{stored}").into_bytes(),
+            )])),
+        )]);
+        assert_eq!(
+            referenced_secrets(&spec).into_iter().collect::<Vec<_>>(),
+            ["corp-ca"]
+        );
+        let a = assess(&spec, &secrets);
+        assert!(a.accepted(), "{a:?}");
+        assert_eq!(a.resolved_identities, 1);
+        let resolved: Vec<(&str, &str, Vec<String>)> = a
+            .resolved_certificates
+            .iter()
+            .map(|c| (c.usage.as_str(), c.name.as_str(), c.subjects.clone()))
+            .collect();
+        assert_eq!(
+            resolved,
+            [
+                ("trustRoots", "inline", vec!["CN=Inline Root".to_string()]),
+                ("trustRoots", "stored", vec!["CN=Stored Root".to_string()]),
+            ]
+        );
+        // Only the Secret's certificates are published, as bare PEM blocks.
+        assert_eq!(a.secret_certificates.len(), 1);
+        assert_eq!(a.secret_certificates[0].pem, stored);
+    }
+
+    #[test]
+    fn unusable_roots_and_proofs_name_their_field() {
+        let mut spec = keyless_spec();
+        spec.verify.signature.trust_roots = vec![
+            roots("garbage", Some("not a certificate"), None),
+            roots("missing", None, Some("nowhere")),
+            roots("key", Some(PUB), None),
+        ];
+        spec.verify.signature.signing_time.proof = TimeProof::RekorBundle;
+        spec.verify.signature.signing_time.timestamp_authorities =
+            vec![roots("tsa", Some(&ca_pem("TSA Root")), None)];
+        let secrets = BTreeMap::from([("nowhere".to_string(), None)]);
+        let a = assess(&spec, &secrets);
+        assert_eq!(
+            fields(&a),
+            vec![
+                (
+                    "spec.verify.signature.trustRoots[0].pem",
+                    Reason::InvalidCertificate
+                ),
+                (
+                    "spec.verify.signature.trustRoots[1].secretRef",
+                    Reason::SecretNotFound
+                ),
+                (
+                    "spec.verify.signature.trustRoots[2].pem",
+                    Reason::InvalidCertificate
+                ),
+                (
+                    "spec.verify.signature.signingTime.rekorKeys",
+                    Reason::InvalidSpec
+                ),
+                (
+                    "spec.verify.signature.signingTime.timestampAuthorities",
+                    Reason::InvalidSpec
+                ),
+            ]
+        );
+        assert!(a.problems[2].message.contains("PUBLIC KEY"), "{a:?}");
+
+        // Roots without identities accept nobody in particular: refused.
+        let mut spec = ZastavaPolicySpec::default();
+        spec.verify.signature.trust_roots = vec![roots("r", Some(&ca_pem("R")), None)];
+        assert_eq!(
+            fields(&assess(&spec, &BTreeMap::new())),
+            vec![("spec.verify.signature.keyless", Reason::InvalidSpec)]
+        );
+    }
+
+    #[test]
+    fn a_proof_of_signing_time_resolves_its_keys_and_chains() {
+        let mut spec = keyless_spec();
+        spec.verify.signature.trust_roots = vec![roots("r", Some(&ca_pem("R")), None)];
+        spec.verify.signature.signing_time.proof = TimeProof::RekorBundle;
+        spec.verify.signature.signing_time.rekor_keys =
+            vec![inline_key("rekor", PUB), secret_key("rekor-2", "rekor")];
+        let secrets = BTreeMap::from([(
+            "rekor".to_string(),
+            Some(BTreeMap::from([(
+                "cosign.pub".to_string(),
+                PUB.as_bytes().to_vec(),
+            )])),
+        )]);
+        let a = assess(&spec, &secrets);
+        assert!(a.accepted(), "{a:?}");
+        // Rekor keys are published for the webhook like cosign keys, but not counted as such.
+        assert_eq!(a.resolved_keys, 0);
+        assert_eq!(a.secret_keys.len(), 1);
+
+        spec.verify.signature.signing_time = Default::default();
+        spec.verify.signature.signing_time.proof = TimeProof::Rfc3161Timestamp;
+        spec.verify.signature.signing_time.timestamp_authorities =
+            vec![roots("tsa", Some(&ca_pem("TSA Root")), None)];
+        let a = assess(&spec, &BTreeMap::new());
+        assert!(a.accepted(), "{a:?}");
+        assert_eq!(a.resolved_certificates[1].usage, "timestampAuthorities");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod destination;
 pub mod distribution;
+pub mod keyless;
 pub mod limits;
 pub mod metrics;
 
@@ -35,14 +36,23 @@ use sigstore::crypto::{CosignVerificationKey, Signature};
 use zastava_crds::image::ImageReference;
 
 use crate::distribution::{Endpoint, FetchError};
+use crate::keyless::KeylessVerifier;
 use crate::limits::{
-    MAX_FETCHES_IN_FLIGHT, MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES, MAX_REFERRERS, MAX_SBOM_BYTES,
-    MAX_SIGNATURE_LAYERS,
+    MAX_FETCHES_IN_FLIGHT, MAX_KEYLESS_ANNOTATION_BYTES, MAX_MANIFEST_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_REFERRERS, MAX_REJECTIONS_KEPT, MAX_SBOM_BYTES, MAX_SIGNATURE_LAYERS,
 };
 use crate::metrics::RegistryMetrics;
 
 pub const COSIGN_SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const COSIGN_SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The signing certificate of a keyless signature (PEM).
+pub const COSIGN_CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// The certificates between the signing certificate and its root (PEM, intermediates first).
+pub const COSIGN_CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// A Rekor bundle: the log's signed entry timestamp of the signature.
+pub const COSIGN_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// An RFC 3161 timestamp of the signature.
+pub const COSIGN_TIMESTAMP_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
 /// The artifact type cosign gives a signature stored as an OCI 1.1 referrer.
 pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
@@ -72,11 +82,45 @@ pub struct Unavailable {
     pub message: String,
 }
 
-/// One cosign signature found for an image: the signed payload and its base64 signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One cosign signature found for an image: the signed payload, its base64 signature and
+/// what a keyless signature carries besides (each annotation only when present and no larger
+/// than [`MAX_KEYLESS_ANNOTATION_BYTES`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SignedPayload {
     pub payload: Vec<u8>,
     pub signature: String,
+    /// `dev.sigstore.cosign/certificate`.
+    pub certificate: Option<String>,
+    /// `dev.sigstore.cosign/chain`.
+    pub chain: Option<String>,
+    /// `dev.sigstore.cosign/bundle`.
+    pub bundle: Option<String>,
+    /// `dev.sigstore.cosign/rfc3161timestamp`.
+    pub timestamp: Option<String>,
+}
+
+/// What a signature layer's annotations say, before its payload is fetched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayerAnnotations {
+    pub signature: String,
+    pub certificate: Option<String>,
+    pub chain: Option<String>,
+    pub bundle: Option<String>,
+    pub timestamp: Option<String>,
+}
+
+/// Whether the signatures of an image verify under one policy, and if not, why its keyless
+/// signatures were not accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignatureVerdict {
+    pub verified: bool,
+    /// One reason per distinct way keyless signatures failed (at most
+    /// [`MAX_REJECTIONS_KEPT`]); empty when verified or when the policy has no keyless
+    /// settings.
+    pub rejections: Vec<String>,
+    /// The verdict must be worked out again from this time on (seconds since the epoch): it
+    /// rests on the clock (a certificate valid now, without a proof of signing time).
+    pub recheck_at: Option<u64>,
 }
 
 /// Everything the registry says about one image digest.
@@ -89,14 +133,15 @@ pub struct RegistryFacts {
     pub sbom_types: BTreeSet<String>,
     /// The manifest's `org.opencontainers.image.base.digest` annotation.
     pub base_digest: Option<String>,
-    /// Verdicts of [`signed_by`](Self::signed_by) by key-set id: an ECDSA verification costs
-    /// more than the rest of a warm decision, and the answer cannot change for this digest.
+    /// Verdicts of [`verify_signatures`](Self::verify_signatures) by verifier-set id: an
+    /// ECDSA verification costs more than the rest of a warm decision, and the answer cannot
+    /// change for this digest (until its `recheck_at`, when it has one).
     pub verified: VerifiedMemo,
 }
 
 /// A memo that is not part of the value: clones start empty, and it never affects equality.
 #[derive(Debug, Default)]
-pub struct VerifiedMemo(Mutex<HashMap<u64, bool>>);
+pub struct VerifiedMemo(Mutex<HashMap<u64, Arc<SignatureVerdict>>>);
 
 impl Clone for VerifiedMemo {
     fn clone(&self) -> Self {
@@ -117,32 +162,84 @@ impl RegistryFacts {
     /// identified by `key_set`). A payload that names another digest does not count: a
     /// signature cannot be moved between images.
     pub fn signed_by(&self, key_set: u64, keys: &[CosignVerificationKey]) -> bool {
-        let memo = |m: &Mutex<HashMap<u64, bool>>| {
+        self.verify_signatures(key_set, keys, None, unix_now())
+            .verified
+    }
+
+    /// Whether a signature over this digest verifies against any of `keys` or is a keyless
+    /// signature `keyless` accepts, at `now` (seconds since the epoch). `set` identifies the
+    /// keys and keyless settings together, for the memo.
+    pub fn verify_signatures(
+        &self,
+        set: u64,
+        keys: &[CosignVerificationKey],
+        keyless: Option<&KeylessVerifier>,
+        now: u64,
+    ) -> Arc<SignatureVerdict> {
+        let memo = |m: &Mutex<HashMap<u64, Arc<SignatureVerdict>>>| {
             m.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&key_set)
-                .copied()
+                .get(&set)
+                .filter(|v| v.recheck_at.is_none_or(|at| now < at))
+                .cloned()
         };
         if let Some(known) = memo(&self.verified.0) {
             return known;
         }
-        let verified = self.verify(keys);
+        let verdict = Arc::new(self.verify(keys, keyless, now));
         self.verified
             .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key_set, verified);
-        verified
+            .insert(set, verdict.clone());
+        verdict
     }
 
-    fn verify(&self, keys: &[CosignVerificationKey]) -> bool {
-        self.signatures.iter().any(|s| {
-            payload_digest(&s.payload).as_deref() == Some(self.digest.as_str())
-                && keys.iter().any(|k| {
-                    k.verify_signature(Signature::Base64Encoded(s.signature.as_bytes()), &s.payload)
-                        .is_ok()
-                })
-        })
+    fn verify(
+        &self,
+        keys: &[CosignVerificationKey],
+        keyless: Option<&KeylessVerifier>,
+        now: u64,
+    ) -> SignatureVerdict {
+        let mut verdict = SignatureVerdict::default();
+        for s in &self.signatures {
+            if payload_digest(&s.payload).as_deref() != Some(self.digest.as_str()) {
+                continue;
+            }
+            let by_key = keys.iter().any(|k| {
+                k.verify_signature(Signature::Base64Encoded(s.signature.as_bytes()), &s.payload)
+                    .is_ok()
+            });
+            if by_key {
+                return SignatureVerdict {
+                    verified: true,
+                    ..SignatureVerdict::default()
+                };
+            }
+            let Some(keyless) = keyless else { continue };
+            match keyless.verify(s, now) {
+                Ok(signer) => {
+                    return SignatureVerdict {
+                        verified: true,
+                        rejections: Vec::new(),
+                        recheck_at: signer.holds_until,
+                    }
+                }
+                Err(rejection) => {
+                    if rejection.may_change_with_time() {
+                        // Not valid yet: worth another look at the next decision.
+                        verdict.recheck_at = Some(now);
+                    }
+                    let reason = rejection.to_string();
+                    if !verdict.rejections.contains(&reason)
+                        && verdict.rejections.len() < MAX_REJECTIONS_KEPT
+                    {
+                        verdict.rejections.push(reason);
+                    }
+                }
+            }
+        }
+        verdict
     }
 
     /// Whether an SBOM of one of `accepted` artifact types is attached.
@@ -156,6 +253,12 @@ impl RegistryFacts {
     pub fn is_negative(&self) -> bool {
         self.signatures.is_empty() || self.sbom_types.is_empty()
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `critical.image.docker-manifest-digest` of a cosign simple-signing payload.
@@ -396,10 +499,14 @@ impl Registry {
         layers
             .into_iter()
             .zip(payloads)
-            .map(|((_, signature), payload)| {
+            .map(|((_, annotations), payload)| {
                 Ok(SignedPayload {
                     payload: payload?,
-                    signature,
+                    signature: annotations.signature,
+                    certificate: annotations.certificate,
+                    chain: annotations.chain,
+                    bundle: annotations.bundle,
+                    timestamp: annotations.timestamp,
                 })
             })
             .collect()
@@ -813,15 +920,18 @@ pub fn attestation_sbom_types(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The simple-signing layers of a cosign signature manifest, with their base64 signatures.
-pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, String)> {
+/// The simple-signing layers of a cosign signature manifest, with their base64 signatures
+/// and keyless annotations. A keyless annotation larger than
+/// [`MAX_KEYLESS_ANNOTATION_BYTES`] is left out (the signature then lacks it).
+pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, LayerAnnotations)> {
     manifest["layers"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|l| l["mediaType"] == COSIGN_SIMPLESIGNING)
         .filter_map(|l| {
-            let signature = l["annotations"][COSIGN_SIGNATURE_ANNOTATION].as_str()?;
+            let annotations = &l["annotations"];
+            let signature = annotations[COSIGN_SIGNATURE_ANNOTATION].as_str()?;
             let size = l["size"].as_i64()?;
             if !(0..=MAX_PAYLOAD_BYTES as i64).contains(&size) {
                 return None;
@@ -832,7 +942,20 @@ pub fn simplesigning_layers(manifest: &Value) -> Vec<(OciDescriptor, String)> {
                 size,
                 ..OciDescriptor::default()
             };
-            Some((descriptor, signature.to_string()))
+            let keyless = |key: &str| {
+                annotations[key]
+                    .as_str()
+                    .filter(|v| v.len() <= MAX_KEYLESS_ANNOTATION_BYTES)
+                    .map(String::from)
+            };
+            let annotations = LayerAnnotations {
+                signature: signature.to_string(),
+                certificate: keyless(COSIGN_CERTIFICATE_ANNOTATION),
+                chain: keyless(COSIGN_CHAIN_ANNOTATION),
+                bundle: keyless(COSIGN_BUNDLE_ANNOTATION),
+                timestamp: keyless(COSIGN_TIMESTAMP_ANNOTATION),
+            };
+            Some((descriptor, annotations))
         })
         .take(MAX_SIGNATURE_LAYERS)
         .collect()
@@ -857,7 +980,14 @@ mod tests {
         .into_bytes();
         let signature =
             base64::engine::general_purpose::STANDARD.encode(key.sign(&payload).unwrap());
-        (SignedPayload { payload, signature }, key.public_key_pem())
+        (
+            SignedPayload {
+                payload,
+                signature,
+                ..SignedPayload::default()
+            },
+            key.public_key_pem(),
+        )
     }
 
     fn key(pem: &str) -> CosignVerificationKey {
@@ -929,6 +1059,56 @@ mod tests {
     }
 
     #[test]
+    fn a_keyless_verdict_without_a_proof_is_kept_only_while_the_certificate_is_valid() {
+        use crate::keyless::testing::{now, Ca, LeafSpec};
+        use crate::keyless::{IdentityRule, KeylessVerifier, TimeProof};
+        let root = Ca::new("Root");
+        let leaf = root.leaf(&LeafSpec::email("alice@example.com", "https://idp"));
+        let (payload, _) = signed(DIGEST);
+        let signed = leaf.sign(&payload.payload);
+        let facts = RegistryFacts {
+            digest: DIGEST.to_string(),
+            signatures: vec![SignedPayload {
+                payload: signed.payload,
+                signature: signed.signature,
+                certificate: Some(leaf.pem.clone()),
+                ..SignedPayload::default()
+            }],
+            ..RegistryFacts::default()
+        };
+        let rule = IdentityRule {
+            subject: Some("alice@example.com".into()),
+            subject_pattern: None,
+            issuer: None,
+            issuer_pattern: None,
+        };
+        let verifier = KeylessVerifier::new(&[root.der()], vec![rule], TimeProof::None).unwrap();
+        let now = u64::try_from(now()).unwrap();
+        let first = facts.verify_signatures(9, &[], Some(&verifier), now);
+        assert!(first.verified);
+        let until = first.recheck_at.expect("a verdict resting on the clock");
+        // Memoized until then (the same Arc), worked out again after.
+        assert!(Arc::ptr_eq(
+            &first,
+            &facts.verify_signatures(9, &[], Some(&verifier), until - 1)
+        ));
+        let later = facts.verify_signatures(9, &[], Some(&verifier), until + 1);
+        assert!(!later.verified);
+        assert!(
+            later.rejections[0].starts_with("a signing certificate had expired at signing time"),
+            "{later:?}"
+        );
+        // A keyless signature over another digest does not count, and says nothing.
+        let moved = RegistryFacts {
+            digest: format!("sha256:{}", "0".repeat(64)),
+            signatures: facts.signatures.clone(),
+            ..RegistryFacts::default()
+        };
+        let verdict = moved.verify_signatures(9, &[], Some(&verifier), now);
+        assert!(!verdict.verified && verdict.rejections.is_empty());
+    }
+
+    #[test]
     fn sbom_types_and_negative_facts() {
         let mut facts = RegistryFacts::default();
         assert!(facts.is_negative());
@@ -941,10 +1121,7 @@ mod tests {
         ]));
         assert!(!facts.has_sbom(&["application/spdx+json".into()]));
         assert!(facts.is_negative(), "no signature yet");
-        facts.signatures.push(SignedPayload {
-            payload: vec![],
-            signature: String::new(),
-        });
+        facts.signatures.push(SignedPayload::default());
         assert!(!facts.is_negative());
     }
 
@@ -960,9 +1137,25 @@ mod tests {
         let layers = simplesigning_layers(&sig);
         assert_eq!(layers.len(), 1, "oversized and foreign layers are skipped");
         assert_eq!(
-            (layers[0].0.digest.as_str(), layers[0].1.as_str()),
+            (layers[0].0.digest.as_str(), layers[0].1.signature.as_str()),
             ("sha256:aa", "MEUCIQ==")
         );
+        assert_eq!(layers[0].1.certificate, None);
+
+        // The keyless annotations travel with the signature; an oversized one is left out.
+        let keyless = json!({"layers": [
+            {"mediaType": COSIGN_SIMPLESIGNING, "size": 250, "digest": "sha256:aa",
+             "annotations": {COSIGN_SIGNATURE_ANNOTATION: "MEUCIQ==",
+                             COSIGN_CERTIFICATE_ANNOTATION: "leaf",
+                             COSIGN_CHAIN_ANNOTATION: "x".repeat(MAX_KEYLESS_ANNOTATION_BYTES + 1),
+                             COSIGN_TIMESTAMP_ANNOTATION: "{}"}},
+        ]});
+        let layers = simplesigning_layers(&keyless);
+        let annotations = &layers[0].1;
+        assert_eq!(annotations.certificate.as_deref(), Some("leaf"));
+        assert_eq!(annotations.chain, None);
+        assert_eq!(annotations.bundle, None);
+        assert_eq!(annotations.timestamp.as_deref(), Some("{}"));
 
         let oras = json!({"artifactType": "application/vnd.cyclonedx+json",
                           "config": {"mediaType": "application/vnd.oci.empty.v1+json"}});

@@ -12,6 +12,14 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Simple-signing layers read from one signature manifest (each costs a blob fetch).
 pub const MAX_SIGNATURE_LAYERS: usize = 16;
 
+/// One keyless annotation of a signature layer (certificate, chain, Rekor bundle, RFC 3161
+/// timestamp): each is a few KB; a larger one is left out.
+pub const MAX_KEYLESS_ANNOTATION_BYTES: usize = 64 * 1024;
+
+/// Distinct reasons kept for why an image's keyless signatures were not accepted (each
+/// becomes part of a deny message).
+pub const MAX_REJECTIONS_KEPT: usize = 3;
+
 /// Referrers looked at per image: bounds the work an image with thousands of referrers costs.
 pub const MAX_REFERRERS: usize = 32;
 

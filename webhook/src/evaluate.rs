@@ -34,8 +34,11 @@ pub enum Check<T> {
 pub struct ImageFacts {
     /// The `sha256:` digest the reference resolves to.
     pub digest: Check<String>,
-    /// Whether a cosign signature verifies against the policy's keys.
+    /// Whether a cosign signature verifies against the policy's keys or keyless settings.
     pub signed: Check<bool>,
+    /// Why the image's keyless signatures were not accepted (empty when one was, or when the
+    /// policy has no keyless settings): the deny reason names them.
+    pub keyless_rejections: Vec<String>,
     /// Whether an SBOM of an accepted artifact type is attached.
     pub sbom: Check<bool>,
     /// The `org.opencontainers.image.base.digest` annotation, if any.
@@ -52,6 +55,7 @@ impl ImageFacts {
         Self {
             digest: Check::Unavailable(message.to_string()),
             signed: Check::Unavailable(message.to_string()),
+            keyless_rejections: Vec::new(),
             sbom: Check::Unavailable(message.to_string()),
             base_digest: Check::Unavailable(message.to_string()),
             backend: Check::NotChecked,
@@ -63,6 +67,7 @@ impl ImageFacts {
         Self {
             digest: Check::NotChecked,
             signed: Check::NotChecked,
+            keyless_rejections: Vec::new(),
             sbom: Check::NotChecked,
             base_digest: Check::NotChecked,
             backend: Check::NotChecked,
@@ -427,7 +432,12 @@ fn gates(policy: &Governing<'_>, image: &ImageReference, facts: &ImageFacts) -> 
     let verify = &spec.verify;
     if verify.signature.required {
         out.extend(boolean_gate(&facts.signed, "signature", || {
-            "no cosign signature verifies against the policy's keys or keyless identities".into()
+            let base =
+                "no cosign signature verifies against the policy's keys or keyless identities";
+            match facts.keyless_rejections.as_slice() {
+                [] => base.to_string(),
+                why => format!("{base}: {}", why.join("; ")),
+            }
         }));
     }
     if verify.sbom_referrer.required {
@@ -672,7 +682,29 @@ mod tests {
             facts(Check::Known(false), Check::Known(true)),
         );
         assert_eq!(unsigned.decision.decision, Decision::Deny);
-        assert!(unsigned.decision.images[0].reasons[0].contains("no cosign signature verifies"));
+        assert_eq!(
+            unsigned.decision.images[0].reasons[0],
+            "p: no cosign signature verifies against the policy's keys or keyless identities"
+        );
+
+        // Keyless signatures that were not accepted say why.
+        let keyless = decide(
+            &w,
+            &[("p", &p)],
+            ImageFacts {
+                keyless_rejections: vec![
+                    "a signing certificate does not chain to any of the policy's trustRoots".into(),
+                    "signed by m@example.com (issuer x), which is not an allowed identity [subject a@example.com]".into(),
+                ],
+                ..facts(Check::Known(false), Check::Known(true))
+            },
+        );
+        assert_eq!(
+            keyless.decision.images[0].reasons[0],
+            "p: no cosign signature verifies against the policy's keys or keyless identities: \
+             a signing certificate does not chain to any of the policy's trustRoots; \
+             signed by m@example.com (issuer x), which is not an allowed identity [subject a@example.com]"
+        );
 
         let no_sbom = decide(
             &w,

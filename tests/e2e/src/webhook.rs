@@ -104,7 +104,7 @@ impl Governed {
 /// tests run alone starts from there), and the operator, the apiserver and the webhook pick a
 /// new policy up a moment after it is Ready. Probes with a server-side dry run of a Pod whose `latest` tag the
 /// strict policy bans (decided before any registry call), in a repository no test uses.
-async fn wait_in_force(namespace: &str) {
+pub async fn wait_in_force(namespace: &str) {
     let repository = format!("{}/e2e/in-force-probe", env("ZASTAVA_REGISTRY"));
     let probe = pod(namespace, "in-force-probe", &format!("{repository}:latest"));
     wait_for(
