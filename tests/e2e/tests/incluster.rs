@@ -19,7 +19,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use zastava_crds::ZastavaPolicy;
+use zastava_crds::posture::Verdict;
+use zastava_crds::{RuntimePosture, ZastavaPolicy};
 use zastava_e2e::install::{
     admission_loop, admit, chart_reference, helm, image, image_signing_key, install, pods_of,
     print_usage, remove_leftover_release, values, wait_all_ready, webhook_configured, Admission,
@@ -646,6 +647,32 @@ async fn observed_libraries(client: &Client) {
     assert_eq!(libc.sha256.as_deref(), Some(sha256sum(&file).as_str()));
     assert_eq!(libc.build_id, readelf_build_id(&file));
     assert!(libc.build_id.is_some());
+
+    // The webhook's verifier, under the webhook's own ServiceAccount (its Lease, the pod's
+    // pull Secrets, the posture's status): a verdict on what runs, written by its manager.
+    let postures: Api<RuntimePosture> = Api::namespaced(client.clone(), &ns);
+    let verified = wait_for(
+        "the in-cluster verifier's verdict on the running image",
+        Duration::from_secs(120),
+        || async {
+            let p = postures.get_opt("deployment-dyn").await.ok()??;
+            let image = p.status.as_ref()?.images.first()?.clone();
+            (image.verdict.is_some() && image.checked_at.is_some()).then_some(p)
+        },
+    )
+    .await;
+    let image = &verified.status.as_ref().unwrap().images[0];
+    assert_eq!(image.verdict, Some(Verdict::Pass), "{image:?}");
+    assert!(
+        verified
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|f| f.manager.as_deref() == Some(zastava_webhook::verifier::FIELD_MANAGER)),
+        "{:?}",
+        verified.metadata.managed_fields
+    );
     delete_policy(client, &policy).await;
     delete_namespace(client, &ns).await;
 }
