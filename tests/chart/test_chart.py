@@ -621,6 +621,16 @@ class Rbac(unittest.TestCase):
                 render({"webhook": {"backendSecrets": [own]}})
             self.assertIn(f"webhook.backendSecrets may not name {own}", str(refused.exception))
 
+    def test_policy_reports_are_written_unless_off(self):
+        for value, granted in (("auto", True), ("on", True), ("off", False)):
+            objects = render({"webhook": {"policyReports": value}})
+            self.assertIn(f"--policy-reports={value}", args(objects, "Deployment", "zastava-webhook"))
+            reports = grants(rules(objects, "ClusterRole", "zastava-webhook"),
+                             "wgpolicyk8s.io", "policyreports", "patch")
+            self.assertEqual(bool(reports), granted, value)
+        with self.assertRaises(Exception):
+            render({"webhook": {"policyReports": "sometimes"}})
+
     def test_no_role_escalation_verbs(self):
         for values in VARIANTS:
             for role, r in self.all_rules(values):

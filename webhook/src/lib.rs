@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod limits;
 pub mod metrics;
 pub mod policies;
+pub mod policy_reports;
 pub mod server;
 pub mod tls;
 pub mod transport;

@@ -23,7 +23,7 @@
 //! the API (it survives any webhook restart) and admission writes nothing, so the webhook
 //! configuration's `sideEffects: None` stays true.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +38,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use zastava_crds::contracts::ImageDecision;
 use zastava_crds::image::ImageReference;
+use zastava_crds::policy::PolicyMode;
 use zastava_crds::posture::{ImagePosture, Verdict, WorkloadRef};
 use zastava_crds::RuntimePosture;
 use zastava_process::events::EventPublisher;
 
 use crate::evaluate::{governing, Evaluation, FailMode, Governing};
+use crate::policy_reports::{self, ReportMode, REPORT_NAME};
 use crate::server::App;
 use crate::workload::Workload;
 
@@ -65,6 +67,15 @@ pub struct VerifierArgs {
     /// Workloads verified per second at most.
     #[arg(long = "verifier-rate", env = "ZASTAVA_VERIFIER_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate: u32,
+    /// Whether the verifier writes wg-policy PolicyReports (crate::policy_reports): `auto`
+    /// where the API exists (checked every minute).
+    #[arg(
+        long = "policy-reports",
+        env = "ZASTAVA_POLICY_REPORTS",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub policy_reports: ReportMode,
     /// Seconds between attempts on a workload whose images the registry or backend could not
     /// answer for.
     #[arg(long = "verifier-retry-seconds", env = "ZASTAVA_VERIFIER_RETRY_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -78,6 +89,7 @@ impl Default for VerifierArgs {
             lease: String::new(),
             identity: default_identity(),
             rate: 20,
+            policy_reports: ReportMode::Off,
             retry_seconds: 15,
         }
     }
@@ -379,6 +391,7 @@ async fn verify_while_leading(
     // What this replica verified, by posture; a new leader starts empty (one pass over every
     // workload, through the shared cache).
     let mut verified: HashMap<ObjectRef<RuntimePosture>, Verified> = HashMap::new();
+    let mut reports = Reports::new(args.policy_reports);
     loop {
         let now = Instant::now();
         let set = app.policies.load_full();
@@ -464,6 +477,10 @@ async fn verify_while_leading(
                 },
             );
         }
+        let reports_due = reports.sync(client, app, postures).await;
+        if let Some(at) = reports_due {
+            next_due = Some(next_due.map_or(at, |n| n.min(at)));
+        }
         app.metrics.runtime_policy_violations.set(
             postures
                 .state()
@@ -484,6 +501,144 @@ async fn verify_while_leading(
             }
             _ = tokio::time::sleep(wait.max(Duration::from_millis(100))) => {}
         }
+    }
+}
+
+/// The PolicyReports this replica writes: whether the API exists, and a fingerprint of what
+/// was last written per namespace (a report is written again only when it changes).
+struct Reports {
+    mode: ReportMode,
+    /// Whether the API exists, and when that was last asked.
+    available: Option<(bool, Instant)>,
+    written: HashMap<String, u64>,
+    last_sync: Option<Instant>,
+}
+
+/// How often `auto` asks whether the PolicyReport API exists.
+const REPORT_API_RECHECK: Duration = Duration::from_secs(60);
+/// Reports are rebuilt at most this often (each is a pass over every posture).
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Reports {
+    fn new(mode: ReportMode) -> Self {
+        Self {
+            mode,
+            available: None,
+            written: HashMap::new(),
+            last_sync: None,
+        }
+    }
+
+    /// Writes the reports that changed; returns when to come back (a rebuild held back by
+    /// [`REPORT_INTERVAL`], or the next check of the API).
+    async fn sync(
+        &mut self,
+        client: &Client,
+        app: &App,
+        postures: &Store<RuntimePosture>,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let enabled = match self.mode {
+            ReportMode::Off => return None,
+            ReportMode::On => true,
+            ReportMode::Auto => match self.available {
+                Some((known, at)) if now < at + REPORT_API_RECHECK => known,
+                _ => {
+                    let known = client
+                        .list_api_group_resources(policy_reports::API_VERSION)
+                        .await
+                        .is_ok_and(|list| list.resources.iter().any(|r| r.name == "policyreports"));
+                    if self.available.map(|(k, _)| k) != Some(known) {
+                        tracing::info!(available = known, "the wg-policy PolicyReport API");
+                    }
+                    self.available = Some((known, now));
+                    known
+                }
+            },
+        };
+        let recheck = (self.mode == ReportMode::Auto).then(|| now + REPORT_API_RECHECK);
+        if !enabled {
+            return recheck;
+        }
+        if let Some(last) = self.last_sync.filter(|last| now < *last + REPORT_INTERVAL) {
+            return Some(last + REPORT_INTERVAL);
+        }
+        self.last_sync = Some(now);
+        let set = app.policies.load_full();
+        let all: Vec<Governing<'_>> = set.policies.iter().map(|p| p.governing()).collect();
+        let state = postures.state();
+        let mut by_namespace: BTreeMap<String, Vec<&RuntimePosture>> = BTreeMap::new();
+        for posture in &state {
+            by_namespace
+                .entry(posture.namespace().unwrap_or_default())
+                .or_default()
+                .push(posture.as_ref());
+        }
+        let resource = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+            "policyreports",
+        );
+        let mut seen = BTreeSet::new();
+        for (ns, in_namespace) in &by_namespace {
+            let labels = app.namespace_labels(ns).await;
+            let policies: BTreeMap<String, PolicyMode> =
+                governing(&all, ns, labels.as_ref(), &app.zastava_namespace)
+                    .iter()
+                    .map(|p| (p.name.to_string(), p.spec.mode))
+                    .collect();
+            let Some(report) = policy_reports::report(ns, in_namespace, &policies) else {
+                continue;
+            };
+            seen.insert(ns.clone());
+            let fingerprint = {
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(&report.to_string(), &mut hasher);
+                std::hash::Hasher::finish(&hasher)
+            };
+            if self.written.get(ns) == Some(&fingerprint) {
+                continue;
+            }
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &resource);
+            match api
+                .patch(
+                    REPORT_NAME,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&report),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.written.insert(ns.clone(), fingerprint);
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "cannot write the PolicyReport")
+                }
+            }
+        }
+        // A namespace nothing governs any more (or whose workloads are gone) loses its report.
+        let gone: Vec<String> = self
+            .written
+            .keys()
+            .filter(|ns| !seen.contains(*ns))
+            .cloned()
+            .collect();
+        for ns in gone {
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(client.clone(), &ns, &resource);
+            match api.delete(REPORT_NAME, &Default::default()).await {
+                Ok(_) => {
+                    self.written.remove(&ns);
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    self.written.remove(&ns);
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "cannot remove the PolicyReport")
+                }
+            }
+        }
+        recheck
     }
 }
 
