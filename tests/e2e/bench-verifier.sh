@@ -37,4 +37,6 @@ zastava_start_webhook
 export ZASTAVA_WEBHOOK_PID ZASTAVA_WEBHOOK_METRICS_URL=http://$ZASTAVA_WEBHOOK_HTTP_ADDR/metrics
 export ZASTAVA_WEBHOOK_BIN=$PWD/target/debug/zastava-webhook
 log "benchmarking the verifier (dev build)"
-cargo bench --locked -p zastava-e2e --bench verifier
+# The dev profile for the load generator too: what is measured is the webhook process, and the
+# release profile would compile every dependency again for a client.
+cargo bench --locked --profile dev -p zastava-e2e --bench verifier

@@ -445,6 +445,9 @@ async fn verify_while_leading(
             }
         }
         drop(all);
+        // Workloads running the same images one after another: their lookups share one cache
+        // entry, even one that lives only the short negative TTL (an unsigned image).
+        work.sort_by(|a, b| a.1.images.cmp(&b.1.images));
         for (posture, inputs, trigger, ungoverned) in work {
             let key = ObjectRef::from_obj(posture.as_ref());
             let incomplete = if ungoverned || inputs.images.is_empty() {
@@ -461,7 +464,7 @@ async fn verify_while_leading(
                     .with_label_values(&[trigger.as_str(), outcome.as_str()])
                     .inc();
                 tracing::debug!(posture = %key, trigger = trigger.as_str(), result = outcome.as_str(), "verified");
-                tokio::time::sleep(pace).await;
+                tokio::time::sleep(pace.saturating_sub(started.elapsed())).await;
                 outcome != Outcome::Verified
             };
             let at = Instant::now();
