@@ -365,6 +365,21 @@ fn default_backend_timeout() -> u32 {
     5
 }
 
+impl BackendVerdict {
+    /// The Secrets (in Zastava's namespace) the backend's credentials are read from.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+        let auth = self.auth.iter();
+        auth.clone()
+            .filter_map(|a| a.bearer_token_secret_ref.as_ref().map(|r| r.name.clone()))
+            .chain(auth.filter_map(|a| {
+                a.client_certificate_secret_ref
+                    .as_ref()
+                    .map(|r| r.name.clone())
+            }))
+            .collect()
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 pub enum TlsVersion {
     #[default]

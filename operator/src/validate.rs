@@ -105,22 +105,8 @@ pub fn referenced_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
     let certificates = (signature.trust_roots.iter())
         .chain(&signature.signing_time.timestamp_authorities)
         .filter_map(|c| c.secret_ref.as_ref().map(|r| r.name.clone()));
-    keys.chain(certificates)
-        .chain(backend_secrets(spec))
-        .collect()
-}
-
-/// The Secrets the policy's backend reads its credentials from (the webhook reads them).
-fn backend_secrets(spec: &ZastavaPolicySpec) -> BTreeSet<String> {
-    let auth = spec.verify.backend.iter().filter_map(|b| b.auth.as_ref());
-    auth.clone()
-        .filter_map(|a| a.bearer_token_secret_ref.as_ref().map(|r| r.name.clone()))
-        .chain(auth.filter_map(|a| {
-            a.client_certificate_secret_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-        }))
-        .collect()
+    let backend = spec.verify.backend.iter().flat_map(|b| b.secret_names());
+    keys.chain(certificates).chain(backend).collect()
 }
 
 /// Checks the backend's connection settings: its CA bundle parses, its credential Secrets

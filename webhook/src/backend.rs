@@ -13,7 +13,7 @@
 //! - Everything the backend sends is hostile: the body is capped while it streams, reasons
 //!   are cut to a few printable lines, a Rekor UUID that is not one is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,19 +60,6 @@ pub fn backend_key(settings: &BackendVerdict) -> String {
         auth.client_certificate_secret_ref.hash(&mut hasher);
     }
     format!("{}#{:016x}", settings.url, hasher.finish())
-}
-
-/// The Secrets `settings` reads its credentials from.
-pub fn secret_names(settings: &BackendVerdict) -> BTreeSet<String> {
-    let auth = settings.auth.iter();
-    auth.clone()
-        .filter_map(|a| a.bearer_token_secret_ref.as_ref().map(|r| r.name.clone()))
-        .chain(auth.filter_map(|a| {
-            a.client_certificate_secret_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-        }))
-        .collect()
 }
 
 /// One backend the decisions of a review ask.

@@ -47,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::policies::{drifted_digests, PolicySet};
 use crate::server::App;
 use crate::tls::{certified_key, CertStore, ClientRoots, TlsError};
+use zastava_crds::policy::BackendVerdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -445,7 +446,7 @@ async fn read_backend_secrets(
     let names: std::collections::BTreeSet<String> = set
         .backend_settings()
         .values()
-        .flat_map(backend::secret_names)
+        .flat_map(BackendVerdict::secret_names)
         .collect();
     let mut read = BackendSecrets::new();
     for name in names {

@@ -464,3 +464,36 @@ impl Drop for OperatorReplica {
         }
     }
 }
+
+/// Runs `tests/e2e/daemon.sh start` or `stop registry`: the local registry, stopped to see an
+/// outage and started again.
+fn registry_daemon(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/daemon.sh");
+    let mut command = Command::new("bash");
+    command.arg(script).arg(action);
+    if action == "stop" {
+        command.arg("registry");
+    }
+    assert!(
+        command.status().expect("running daemon.sh").success(),
+        "daemon.sh {action} registry failed"
+    );
+}
+
+/// The registry stopped; started again when this is dropped, even when an assertion fails,
+/// so later tests find it up. A test binary that stops it runs alone (the tests beside it
+/// would see the outage too).
+pub struct RegistryDown;
+
+impl RegistryDown {
+    pub fn stop() -> Self {
+        registry_daemon("stop");
+        Self
+    }
+}
+
+impl Drop for RegistryDown {
+    fn drop(&mut self) {
+        registry_daemon("start");
+    }
+}

@@ -125,6 +125,35 @@ pub async fn node_entry(
     .await
 }
 
+/// A posture once its `Compliant` condition's status and reason satisfy `accept` (which also
+/// sees the posture).
+pub async fn compliant_when(
+    client: &Client,
+    ns: &str,
+    posture: &str,
+    what: &str,
+    timeout: Duration,
+    accept: impl Fn(&RuntimePosture, &str, &str) -> bool,
+) -> RuntimePosture {
+    let api: Api<RuntimePosture> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("RuntimePosture {ns}/{posture}: {what}"),
+        timeout,
+        || async {
+            let p = api.get_opt(posture).await.ok()??;
+            let condition = p
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Compliant")?
+                .clone();
+            accept(&p, &condition.status, &condition.reason).then_some(p)
+        },
+    )
+    .await
+}
+
 pub fn has_evidence(f: &DriftFinding, signal: &str, value: &str) -> bool {
     f.evidence
         .iter()

@@ -11,38 +11,9 @@ use kube::api::ListParams;
 use kube::Api;
 use serde_json::{json, Value};
 use zastava_crds::posture::Verdict;
-use zastava_crds::RuntimePosture;
-use zastava_e2e::observer::{deploy_image, running_pod};
+use zastava_e2e::observer::{compliant_when, deploy_image, running_pod};
 use zastava_e2e::webhook::{pod, strict_policy, Governed};
 use zastava_e2e::{apply_policy, client, env, unique, wait_for, wait_ready, TestImage};
-
-/// The `Compliant` condition of `posture` in `ns`, with the posture, once `accept` takes it.
-async fn compliant(
-    client: &kube::Client,
-    ns: &str,
-    posture: &str,
-    what: &str,
-    timeout: Duration,
-    accept: impl Fn(&RuntimePosture, &str, &str) -> bool,
-) -> RuntimePosture {
-    let api: Api<RuntimePosture> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("RuntimePosture {ns}/{posture}: {what}"),
-        timeout,
-        || async {
-            let p = api.get_opt(posture).await.ok()??;
-            let condition = p
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Compliant")?
-                .clone();
-            accept(&p, &condition.status, &condition.reason).then_some(p)
-        },
-    )
-    .await
-}
 
 #[tokio::test]
 async fn a_running_workload_is_judged_again_when_its_policy_changes() {
@@ -56,7 +27,7 @@ async fn a_running_workload_is_judged_again_when_its_policy_changes() {
     running_pod(&client, &ns, "web").await;
 
     // The verifier's first verdict on what runs: signed, with an SBOM, passing.
-    let posture = compliant(
+    let posture = compliant_when(
         &client,
         &ns,
         "deployment-web",
@@ -82,7 +53,7 @@ async fn a_running_workload_is_judged_again_when_its_policy_changes() {
     spec["images"]["bannedTags"] = json!(["latest", "v1"]);
     apply_policy(&client, &governed.policy, spec.clone()).await;
     let changed = Instant::now();
-    let posture = compliant(
+    let posture = compliant_when(
         &client,
         &ns,
         "deployment-web",

@@ -5,7 +5,6 @@
 //! `Compliant`. (A test binary of its own: stopping the registry would disturb tests running
 //! beside it.)
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::events::v1::Event;
@@ -13,61 +12,11 @@ use kube::api::ListParams;
 use kube::Api;
 use serde_json::json;
 use zastava_crds::posture::Verdict;
-use zastava_crds::RuntimePosture;
-use zastava_e2e::observer::{deploy_image, running_pod};
+use zastava_e2e::observer::{compliant_when, deploy_image, running_pod};
 use zastava_e2e::{
-    apply_policy, client, create_namespace, delete_namespace, delete_policy, unique, wait_for,
-    wait_ready, CosignKeys, TestImage,
+    apply_policy, client, create_namespace, delete_namespace, delete_policy, unique, wait_ready,
+    CosignKeys, RegistryDown, TestImage,
 };
-
-fn registry(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/daemon.sh");
-    let mut command = Command::new("bash");
-    command.arg(script).arg(action);
-    if action == "stop" {
-        command.arg("registry");
-    }
-    assert!(
-        command.status().expect("running daemon.sh").success(),
-        "daemon.sh {action} registry failed"
-    );
-}
-
-/// Starts the registry again even when an assertion fails, so later tests find it up.
-struct RegistryDown;
-
-impl Drop for RegistryDown {
-    fn drop(&mut self) {
-        registry("start");
-    }
-}
-
-/// The `Compliant` condition's (status, reason) of `posture` in `ns` once `accept` takes them.
-async fn compliant(
-    client: &kube::Client,
-    ns: &str,
-    posture: &str,
-    timeout: Duration,
-    accept: impl Fn(&str, &str) -> bool,
-) -> RuntimePosture {
-    let api: Api<RuntimePosture> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("RuntimePosture {ns}/{posture}'s Compliant condition"),
-        timeout,
-        || async {
-            let p = api.get_opt(posture).await.ok()??;
-            let c = p
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Compliant")?
-                .clone();
-            accept(&c.status, &c.reason).then_some(p)
-        },
-    )
-    .await
-}
 
 #[tokio::test]
 async fn a_fail_open_admission_is_verified_once_the_registry_is_back() {
@@ -114,8 +63,7 @@ async fn a_fail_open_admission_is_verified_once_the_registry_is_back() {
     .await;
     wait_ready(&client, &policy, "True").await;
 
-    registry("stop");
-    let down = RegistryDown;
+    let down = RegistryDown::stop();
     deploy_image(&client, &ns, "signed", &signed.by_tag(), &["sleep", "3600"]).await;
     deploy_image(
         &client,
@@ -128,12 +76,13 @@ async fn a_fail_open_admission_is_verified_once_the_registry_is_back() {
     running_pod(&client, &ns, "signed").await;
     running_pod(&client, &ns, "unsigned").await;
     for workload in ["deployment-signed", "deployment-unsigned"] {
-        let posture = compliant(
+        let posture = compliant_when(
             &client,
             &ns,
             workload,
+            "admitted fail-open",
             Duration::from_secs(180),
-            |status, reason| status == "False" && reason == "AdmittedFailOpen",
+            |_, status, reason| status == "False" && reason == "AdmittedFailOpen",
         )
         .await;
         let entry = &posture.status.as_ref().unwrap().images[0];
@@ -150,12 +99,13 @@ async fn a_fail_open_admission_is_verified_once_the_registry_is_back() {
 
     drop(down);
     let back = Instant::now();
-    let violation = compliant(
+    let violation = compliant_when(
         &client,
         &ns,
         "deployment-unsigned",
+        "PolicyViolation once the registry is back",
         Duration::from_secs(60),
-        |status, reason| status == "False" && reason == "PolicyViolation",
+        |_, status, reason| status == "False" && reason == "PolicyViolation",
     )
     .await;
     println!(
@@ -166,12 +116,13 @@ async fn a_fail_open_admission_is_verified_once_the_registry_is_back() {
     assert_eq!(entry.verdict, Some(Verdict::Fail));
     assert!(!entry.admitted_fail_open);
     assert_eq!(entry.signed, Some(false));
-    let fine = compliant(
+    let fine = compliant_when(
         &client,
         &ns,
         "deployment-signed",
+        "Compliant once the registry is back",
         Duration::from_secs(60),
-        |status, _| status == "True",
+        |_, status, _| status == "True",
     )
     .await;
     println!(

@@ -2,14 +2,14 @@
 //! warning, every other namespace is denied with a message that says so.
 //! (A test binary of its own: stopping the registry would disturb tests running beside it.)
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 use zastava_e2e::webhook::logged_decisions;
 use zastava_e2e::{
     apply_policy, client, create_namespace, delete_namespace, delete_policy, env, http_get,
-    kubectl_apply, kubectl_apply_args, metric, unique, wait_for, wait_ready, CosignKeys, TestImage,
+    kubectl_apply, kubectl_apply_args, metric, unique, wait_for, wait_ready, CosignKeys,
+    RegistryDown, TestImage,
 };
 
 fn pod(namespace: &str, image: &str) -> String {
@@ -19,35 +19,6 @@ fn pod(namespace: &str, image: &str) -> String {
         "spec": {"containers": [{"name": "app", "image": image, "command": ["sleep", "60"]}]},
     })
     .to_string()
-}
-
-fn registry(action: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/daemon.sh");
-    let mut command = Command::new("bash");
-    command.arg(script).arg(action);
-    if action == "stop" {
-        command.arg("registry");
-    }
-    assert!(
-        command.status().expect("running daemon.sh").success(),
-        "daemon.sh {action} registry failed"
-    );
-}
-
-/// Starts the registry again even when an assertion fails, so later tests find it up.
-struct RegistryDown;
-
-impl RegistryDown {
-    fn stop() -> Self {
-        registry("stop");
-        Self
-    }
-}
-
-impl Drop for RegistryDown {
-    fn drop(&mut self) {
-        registry("start");
-    }
 }
 
 async fn fail_open_admissions() -> f64 {
