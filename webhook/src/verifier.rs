@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use zastava_crds::contracts::ImageDecision;
 use zastava_crds::image::ImageReference;
 use zastava_crds::policy::PolicyMode;
-use zastava_crds::posture::{ImagePosture, Verdict, WorkloadRef};
+use zastava_crds::posture::{ImagePosture, Verdict};
 use zastava_crds::RuntimePosture;
 use zastava_process::events::EventPublisher;
 
@@ -303,20 +303,28 @@ pub fn verdict_event(
     }
 }
 
-/// The object an Event about `workload` in `namespace` regards.
-pub fn workload_reference(namespace: &str, workload: &WorkloadRef) -> ObjectReference {
+/// The object an Event about the workload of `posture` regards: the workload itself when it is
+/// of a built-in kind (its API version known), else the posture (a custom resource owning
+/// Pods: its API version is not recorded, and a wrong one would file the Event about nothing).
+pub fn event_subject(posture: &RuntimePosture) -> ObjectReference {
+    let namespace = posture.namespace().unwrap_or_default();
+    let workload = &posture.spec.workload;
     let api_version = match workload.kind.as_str() {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
-        "Job" | "CronJob" => "batch/v1",
-        _ => "v1",
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => Some("apps/v1"),
+        "Job" | "CronJob" => Some("batch/v1"),
+        "Pod" | "ReplicationController" => Some("v1"),
+        _ => None,
     };
-    ObjectReference {
-        api_version: Some(api_version.to_string()),
-        kind: Some(workload.kind.clone()),
-        name: Some(workload.name.clone()),
-        namespace: Some(namespace.to_string()),
-        uid: workload.uid.clone(),
-        ..Default::default()
+    match api_version {
+        Some(api_version) => ObjectReference {
+            api_version: Some(api_version.to_string()),
+            kind: Some(workload.kind.clone()),
+            name: Some(workload.name.clone()),
+            namespace: Some(namespace),
+            uid: workload.uid.clone(),
+            ..Default::default()
+        },
+        None => posture.object_ref(&()),
     }
 }
 
@@ -779,7 +787,7 @@ async fn verify(
             .iter()
             .find(|p| p.reference == entry.reference);
         if let Some((warning, reason, note)) = verdict_event(before, entry) {
-            let regarding = workload_reference(&ns, &posture.spec.workload);
+            let regarding = event_subject(posture);
             if let Err(e) = events
                 .publish(regarding, warning, reason, "Verify", &note)
                 .await
@@ -795,6 +803,7 @@ async fn verify(
 mod tests {
     use super::*;
     use zastava_crds::contracts::{AdmissionDecision, Decision};
+    use zastava_crds::posture::WorkloadRef;
 
     fn inputs(images: &[(&str, &str)], policies: &[&str]) -> Inputs {
         Inputs {
@@ -1008,17 +1017,33 @@ mod tests {
     }
 
     #[test]
-    fn events_regard_the_workload_with_its_api_version() {
-        let reference = workload_reference(
-            "team",
-            &WorkloadRef {
-                kind: "Deployment".into(),
-                name: "web".into(),
-                uid: Some("u1".into()),
-            },
-        );
+    fn events_regard_the_workload_with_its_api_version_or_else_the_posture() {
+        let posture = |kind: &str| {
+            let mut p = RuntimePosture::new(
+                "deployment-web",
+                zastava_crds::RuntimePostureSpec {
+                    workload: WorkloadRef {
+                        kind: kind.into(),
+                        name: "web".into(),
+                        uid: Some("u1".into()),
+                    },
+                },
+            );
+            p.metadata.namespace = Some("team".into());
+            p
+        };
+        let reference = event_subject(&posture("Deployment"));
         assert_eq!(reference.api_version.as_deref(), Some("apps/v1"));
+        assert_eq!(reference.kind.as_deref(), Some("Deployment"));
         assert_eq!(reference.namespace.as_deref(), Some("team"));
         assert_eq!(reference.uid.as_deref(), Some("u1"));
+        assert_eq!(
+            event_subject(&posture("CronJob")).api_version.as_deref(),
+            Some("batch/v1")
+        );
+        let custom = event_subject(&posture("Rollout"));
+        assert_eq!(custom.kind.as_deref(), Some("RuntimePosture"));
+        assert_eq!(custom.name.as_deref(), Some("deployment-web"));
+        assert_eq!(custom.namespace.as_deref(), Some("team"));
     }
 }
