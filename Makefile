@@ -18,7 +18,7 @@ help:
 	@echo "make cluster-up    start the local cluster (etcd, apiserver, kubelet, kube-proxy, containerd, registry)"
 	@echo "make cluster-down  stop it and remove its state"
 	@echo "make bench-webhook admission throughput/latency vs a bare axum+rustls ceiling, cold path vs the local registry"
-	@echo "make bench-admission the installed chart under 10/100/500 concurrent creators through the apiserver, with and without Zastava: latency, the apiserver's webhook duration, admissions/s and CPU per replica"
+	@echo "make bench-admission the installed chart under 10/100/500 concurrent creators through the apiserver (back to back, and 100 paced at 100/200/400 creates/s), with and without Zastava: latency, the apiserver's webhook duration, handshakes, admissions/s and CPU per replica"
 	@echo "make bench-observer sampling and hashing of 64/256 mapped libraries vs openssl dgst, warm cache, RSS; outbox events/min and a backend outage; the daemon at 50 and 110 pods"
 	@echo "make bench-verifier 500 running workloads over 50 digests verified again: the first pass and after a policy change, registry requests per digest, webhook CPU and memory"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 300) from the committed corpus; FUZZ_MERGE=1 keeps new coverage"

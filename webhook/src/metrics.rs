@@ -36,6 +36,10 @@ pub struct Metrics {
     pub admission_rejected: IntCounterVec,
     /// Connections open on the admission port.
     pub connections: IntGauge,
+    /// TLS handshakes completed on the admission port: against `zastava_admission_decisions_total`,
+    /// how often the apiserver opens a new connection instead of reusing a kept-alive one
+    /// (each costs it a handshake, and with client certificates a signature).
+    pub handshakes: IntCounter,
     /// Seconds until the served certificate expires (negative once it has), set at each
     /// scrape; 0 until a certificate is loaded.
     pub certificate_expiry: IntGauge,
@@ -145,6 +149,14 @@ impl Metrics {
         registry
             .register(Box::new(connections.clone()))
             .expect("unique");
+        let handshakes = IntCounter::new(
+            "zastava_webhook_tls_handshakes_total",
+            "TLS handshakes completed on the admission port (new connections)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(handshakes.clone()))
+            .expect("unique");
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             registry.register(Box::new(g.clone())).expect("unique");
@@ -203,6 +215,7 @@ impl Metrics {
             tls_reloads,
             admission_rejected,
             connections,
+            handshakes,
             certificate_expiry,
             certificate_renewal_overdue,
             backend_connections_unusable,

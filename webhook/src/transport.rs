@@ -222,7 +222,10 @@ pub async fn serve_tls(
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => Some(tls),
+                Ok(Ok(tls)) => {
+                    metrics.handshakes.inc();
+                    Some(tls)
+                }
                 Ok(Err(e)) => {
                     let tls_error = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
                     if let Some(

@@ -167,6 +167,8 @@ async fn a_flood_of_slow_clients_does_not_stop_admissions() {
         "{closed} handshakes timed out"
     );
     assert!(app.metrics.connections.get() <= MAX_CONNECTIONS as i64);
+    // One handshake per admission (a new connection each), none for the flood's.
+    assert_eq!(app.metrics.handshakes.get(), 6);
     drop(flood);
     setrlimit(Resource::Nofile, previous).unwrap();
     let _ = stop.send(true);

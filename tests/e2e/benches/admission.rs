@@ -3,10 +3,14 @@
 //! Zastava installed from `charts/zastava` (two webhook replicas behind the Service, the images
 //! `images/make.sh` built), one namespace held to an Enforce policy that requires a signature
 //! and an SBOM, and N concurrent clients creating Pods of Zastava's own signed image through
-//! the real apiserver, N = 10, 100, 500. The Pods are created with `dryRun=All`: admission
-//! runs in full, nothing is stored, so neither etcd nor the node is the limit. One more run
-//! creates real Pods (stored; a node selector no node has keeps them Pending, so the kubelet
-//! does not start 1 000 containers).
+//! the real apiserver, N = 10, 100, 500, each creating back to back (a closed loop, which
+//! saturates these two cores from 10 creators on). Then 100 creators paced together at 100,
+//! 200 and 400 creates a second, each create timed from when it was due: what a create costs
+//! on an apiserver with cores to spare, the condition peers publish their figures under. The
+//! Pods are created with `dryRun=All`: admission runs in full, nothing is stored, so neither
+//! etcd nor the node is the limit. Two more runs create real Pods (stored; a node selector no
+//! node has keeps them Pending, so the kubelet does not start 1 000 containers).
+//! BENCH_RUNS picks groups of runs (`closed,paced,real,single`), BENCH_SECONDS their length.
 //!
 //! Every run is made twice, with Zastava's ValidatingWebhookConfiguration and without it,
 //! alternating which goes first. The operator is scaled to 0 for the measurement so that it
@@ -21,6 +25,9 @@
 //! - admissions per second per webhook replica (each replica's
 //!   `zastava_admission_decisions_total`) and webhook CPU per 1 000 admissions (the replicas'
 //!   processes, read from the node's /proc);
+//! - TLS handshakes per admission (`zastava_webhook_tls_handshakes_total`): the apiserver
+//!   keeps 25 idle connections to a webhook, so past ~25 reviews in flight it opens new ones,
+//!   each a handshake it signs with its client key;
 //! - the CPU each create costs the apiserver, etcd, the webhook, this client and the whole
 //!   machine, with and without Zastava: where a webhook's cost goes.
 //!
@@ -53,6 +60,15 @@ const CHART: &str = "charts/zastava";
 const WEBHOOK_NAME_SUFFIX: &str = ".zastava.stellaops.io";
 const DURATION_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
 const CREATORS: [usize; 3] = [10, 100, 500];
+/// Paced runs: this many creators, each sending on a fixed schedule, together at these rates
+/// (dry-run creates per second). A closed loop saturates this 2-core machine from 10 creators
+/// on, with or without a webhook, and then measures the queue for the cores; at a rate the
+/// machine carries, what a create takes is what a user of a cluster with cores to spare sees.
+const PACED_CREATORS: usize = 100;
+const PACED_RATES: [u32; 3] = [100, 200, 400];
+/// Creates each paced measurement makes at least (it runs longer than BENCH_SECONDS at low
+/// rates): its p99 is then the 60th slowest, not the 20th.
+const PACED_CREATES: u32 = 6_000;
 /// Real (stored) Pods: (creators, Pods each). 100 x 10 is the first row of Kyverno's published
 /// scale test (100 virtual users, 1 000 iterations, real creates).
 const REAL_RUNS: [(usize, usize); 2] = [(10, 20), (100, 10)];
@@ -65,6 +81,12 @@ fn run_length() -> Duration {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20u64);
     Duration::from_secs(seconds.max(4))
+}
+
+/// Which groups of runs to make (BENCH_RUNS, a comma-separated subset of
+/// `closed,paced,real,single`; default all of them).
+fn selected(group: &str) -> bool {
+    std::env::var("BENCH_RUNS").map_or(true, |runs| runs.split(',').any(|r| r.trim() == group))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -114,12 +136,15 @@ async fn main() {
 
     let run = run_length();
     println!(
-        "dry-run creates of {signed} in {ns}; {} s per run after a {} s warm-up",
+        "dry-run creates of {signed} in {ns}; {} s per run after a {} s warm-up; the \
+         apiserver's webhook client key: {}",
         run.as_secs(),
-        run.as_secs() / 4
+        run.as_secs() / 4,
+        std::env::var("ZASTAVA_WEBHOOK_CLIENT_KEY").unwrap_or_else(|_| "?".into())
     );
     let mut rows = Vec::new();
-    for (i, &n) in CREATORS.iter().enumerate() {
+    let closed: &[usize] = if selected("closed") { &CREATORS } else { &[] };
+    for (i, &n) in closed.iter().enumerate() {
         let order = if i % 2 == 0 {
             [false, true]
         } else {
@@ -133,7 +158,39 @@ async fn main() {
         rows.push((format!("dry-run, {n} creators"), pair));
     }
 
-    for (creators, each) in REAL_RUNS {
+    let paced: &[u32] = if selected("paced") { &PACED_RATES } else { &[] };
+    for (i, &rate) in paced.iter().enumerate() {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        let run = run.max(Duration::from_secs(u64::from(PACED_CREATES / rate)));
+        let mut pair = BTreeMap::new();
+        for with_zastava in order {
+            toggle.set(with_zastava).await;
+            let warm_up = Load::Paced {
+                duration: run / 4,
+                rate,
+            };
+            measure(&client, &ns, &signed, PACED_CREATORS, &warm_up).await;
+            let load = Load::Paced {
+                duration: run,
+                rate,
+            };
+            pair.insert(
+                with_zastava,
+                measure(&client, &ns, &signed, PACED_CREATORS, &load).await,
+            );
+        }
+        rows.push((
+            format!("dry-run, {PACED_CREATORS} creators paced at {rate}/s"),
+            pair,
+        ));
+    }
+
+    let real: &[(usize, usize)] = if selected("real") { &REAL_RUNS } else { &[] };
+    for &(creators, each) in real {
         let mut pair = BTreeMap::new();
         for with_zastava in [true, false] {
             toggle.set(with_zastava).await;
@@ -148,8 +205,11 @@ async fn main() {
     }
     // One replica alone: what a replica sustains when the apiserver sends it every review.
     toggle.set(true).await;
-    scale(&client, "webhook", 1).await;
-    for n in [10, 100] {
+    let single: &[usize] = if selected("single") { &[10, 100] } else { &[] };
+    if !single.is_empty() {
+        scale(&client, "webhook", 1).await;
+    }
+    for &n in single {
         let figures = dry_run(&client, &ns, &signed, n, run).await;
         rows.push((
             format!("dry-run, {n} creators, 1 webhook replica"),
@@ -272,6 +332,10 @@ enum Load {
     DryRun { duration: Duration },
     /// Each creator makes this many real creates.
     Real { each: usize },
+    /// The creators together make `rate` dry-run creates a second for this long, each on its
+    /// own fixed schedule (offset from the others'). A create is timed from when it was due,
+    /// so one that waits for the creator's previous create counts its wait too.
+    Paced { duration: Duration, rate: u32 },
 }
 
 /// What one run measured.
@@ -288,6 +352,9 @@ struct Figures {
     decisions_per_replica: Vec<f64>,
     /// Requests the replicas turned away over the run (zastava_admission_rejected_total).
     rejected: f64,
+    /// TLS handshakes the replicas completed over the run
+    /// (zastava_webhook_tls_handshakes_total): new connections from the apiserver.
+    handshakes: f64,
     /// CPU seconds used over the run: by the processes of `MEASURED_PROCESSES`, this
     /// process (`client`) and the whole machine (`machine`).
     cpu: BTreeMap<&'static str, f64>,
@@ -314,15 +381,24 @@ async fn measure(client: &Client, ns: &str, image: &str, creators: usize, load: 
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     let deadline = match load {
-        Load::DryRun { duration } => Some(start + *duration),
+        Load::DryRun { duration } | Load::Paced { duration, .. } => Some(start + *duration),
         Load::Real { .. } => None,
     };
     let (dry_run, count) = match load {
-        Load::DryRun { .. } => (true, usize::MAX),
+        Load::DryRun { .. } | Load::Paced { .. } => (true, usize::MAX),
         Load::Real { each } => (false, *each),
     };
+    // Paced: each creator's period, and its first create's offset from the others'.
+    let schedule = |i: usize| match load {
+        Load::Paced { rate, .. } => {
+            let period = Duration::from_secs_f64(creators as f64 / f64::from(*rate));
+            Some((period, period.mul_f64(i as f64 / creators as f64)))
+        }
+        _ => None,
+    };
     let tasks: Vec<_> = (0..creators)
-        .map(|_| {
+        .map(|i| {
+            let schedule = schedule(i);
             let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
             let pod = bench_pod(image);
             tokio::spawn(async move {
@@ -333,11 +409,18 @@ async fn measure(client: &Client, ns: &str, image: &str, creators: usize, load: 
                 let mut latencies = Vec::new();
                 let mut failed = 0;
                 let mut first_error = None;
-                for _ in 0..count {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                for k in 0..count {
+                    let sent = match schedule {
+                        Some((period, offset)) => {
+                            let due = start + offset + period.mul_f64(k as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    if deadline.is_some_and(|d| sent >= d) {
                         break;
                     }
-                    let sent = Instant::now();
                     match pods.create(&params, &pod).await {
                         Ok(_) => latencies.push(sent.elapsed()),
                         Err(e) => {
@@ -358,6 +441,7 @@ async fn measure(client: &Client, ns: &str, image: &str, creators: usize, load: 
         apiserver_buckets: Vec::new(),
         decisions_per_replica: Vec::new(),
         rejected: 0.0,
+        handshakes: 0.0,
         cpu: BTreeMap::new(),
         load_average: String::new(),
     };
@@ -376,13 +460,13 @@ async fn measure(client: &Client, ns: &str, image: &str, creators: usize, load: 
         .collect();
     figures.apiserver_buckets = histogram::subtract(&apiserver_buckets(), &apiserver_before);
     let replicas_after = replica_metrics(client).await;
-    for (pod, (decisions, rejected)) in &replicas_after {
-        let (decisions_before, rejected_before) =
-            replicas_before.get(pod).copied().unwrap_or((0.0, 0.0));
+    for (pod, after) in &replicas_after {
+        let before = replicas_before.get(pod).copied().unwrap_or_default();
         figures
             .decisions_per_replica
-            .push(decisions - decisions_before);
-        figures.rejected += rejected - rejected_before;
+            .push(after.decisions - before.decisions);
+        figures.rejected += after.rejected - before.rejected;
+        figures.handshakes += after.handshakes - before.handshakes;
     }
     figures.latencies.sort();
     figures.load_average = std::fs::read_to_string("/proc/loadavg")
@@ -435,8 +519,15 @@ fn apiserver_buckets() -> Buckets {
     )
 }
 
-/// Each webhook replica's (decisions, rejected requests) so far, from its /metrics.
-async fn replica_metrics(client: &Client) -> BTreeMap<String, (f64, f64)> {
+/// A webhook replica's counters so far, from its /metrics.
+#[derive(Clone, Copy, Default)]
+struct ReplicaCounters {
+    decisions: f64,
+    rejected: f64,
+    handshakes: f64,
+}
+
+async fn replica_metrics(client: &Client) -> BTreeMap<String, ReplicaCounters> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let list = pods
         .list(&ListParams::default().labels("app.kubernetes.io/name=zastava-webhook"))
@@ -454,10 +545,11 @@ async fn replica_metrics(client: &Client) -> BTreeMap<String, (f64, f64)> {
         };
         figures.insert(
             name,
-            (
-                histogram::sum_series(&text, "zastava_admission_decisions_total"),
-                histogram::sum_series(&text, "zastava_admission_rejected_total"),
-            ),
+            ReplicaCounters {
+                decisions: histogram::sum_series(&text, "zastava_admission_decisions_total"),
+                rejected: histogram::sum_series(&text, "zastava_admission_rejected_total"),
+                handshakes: histogram::sum_series(&text, "zastava_webhook_tls_handshakes_total"),
+            },
         );
     }
     figures
@@ -582,9 +674,9 @@ fn report(rows: &[(String, BTreeMap<bool, Figures>)]) {
     println!();
     println!("## With Zastava: the apiserver's webhook admission duration, the webhook replicas");
     println!(
-        "| run | webhook calls | under 5 ms | p50 / p95 / p99 (ms, interpolated) | admissions/s per replica | rejected by the webhook | webhook CPU per 1000 admissions |"
+        "| run | webhook calls | under 5 ms | p50 / p95 / p99 (ms, interpolated) | admissions/s per replica | rejected by the webhook | TLS handshakes per admission | webhook CPU per 1000 admissions |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, pair) in rows {
         let Some(with) = pair.get(&true) else {
             continue;
@@ -600,13 +692,16 @@ fn report(rows: &[(String, BTreeMap<bool, Figures>)]) {
             .collect();
         let decisions: f64 = with.decisions_per_replica.iter().sum();
         let webhook_cpu = with.cpu.get("zastava-webhook").copied().unwrap_or(0.0);
-        let cpu = if decisions > 0.0 {
-            format!("{:.2} s", webhook_cpu / decisions * 1000.0)
+        let (cpu, handshakes) = if decisions > 0.0 {
+            (
+                format!("{:.2} s", webhook_cpu / decisions * 1000.0),
+                format!("{:.2}", with.handshakes / decisions),
+            )
         } else {
-            "-".into()
+            ("-".into(), "-".into())
         };
         println!(
-            "| {name} | {calls:.0} | {under} | {} / {} / {} | {} | {:.0} | {cpu} |",
+            "| {name} | {calls:.0} | {under} | {} / {} / {} | {} | {:.0} | {handshakes} | {cpu} |",
             seconds_as_ms(histogram::quantile(buckets, 0.5)),
             seconds_as_ms(histogram::quantile(buckets, 0.95)),
             seconds_as_ms(histogram::quantile(buckets, 0.99)),
