@@ -145,13 +145,8 @@ async fn main() {
     let mut rows = Vec::new();
     let closed: &[usize] = if selected("closed") { &CREATORS } else { &[] };
     for (i, &n) in closed.iter().enumerate() {
-        let order = if i % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
         let mut pair = BTreeMap::new();
-        for with_zastava in order {
+        for with_zastava in alternating(i) {
             toggle.set(with_zastava).await;
             pair.insert(with_zastava, dry_run(&client, &ns, &signed, n, run).await);
         }
@@ -160,14 +155,10 @@ async fn main() {
 
     let paced: &[u32] = if selected("paced") { &PACED_RATES } else { &[] };
     for (i, &rate) in paced.iter().enumerate() {
-        let order = if i % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
         let run = run.max(Duration::from_secs(u64::from(PACED_CREATES / rate)));
         let mut pair = BTreeMap::new();
-        for with_zastava in order {
+        // Continues the closed runs' alternation.
+        for with_zastava in alternating(closed.len() + i) {
             toggle.set(with_zastava).await;
             let warm_up = Load::Paced {
                 duration: run / 4,
@@ -218,6 +209,16 @@ async fn main() {
     }
     scale(&client, "operator", 2).await;
     report(&rows);
+}
+
+/// The order of the i-th pair of runs, without and with Zastava: alternating, so neither always
+/// runs on a machine the other warmed up.
+fn alternating(i: usize) -> [bool; 2] {
+    if i.is_multiple_of(2) {
+        [false, true]
+    } else {
+        [true, false]
+    }
 }
 
 /// When the bench ends, finished or not: the release uninstalled (no webhook configuration is
