@@ -227,7 +227,12 @@ pub fn evaluate(
             merge_known(&mut entry.signed, &image_facts.signed);
             merge_known(&mut entry.has_sbom_referrers, &image_facts.sbom);
             let findings = match &parsed {
-                Ok(reference) => gates(policy, reference, &image_facts),
+                Ok(reference) => gates(
+                    policy,
+                    reference,
+                    workload.names_digest(image),
+                    &image_facts,
+                ),
                 Err(e) => vec![Finding::Violation(format!("invalid image reference: {e}"))],
             };
             for finding in findings {
@@ -335,7 +340,7 @@ pub fn denied_before_lookup(policies: &[Governing<'_>], image: &ImageReference) 
     let unknown = ImageFacts::not_checked();
     policies.iter().any(|policy| {
         policy.spec.mode == PolicyMode::Enforce
-            && gates(policy, image, &unknown)
+            && gates(policy, image, image.digest.is_some(), &unknown)
                 .iter()
                 .any(|f| matches!(f, Finding::Violation(_)))
     })
@@ -400,7 +405,14 @@ fn worsen(verdict: &mut Verdict, to: Verdict) {
     }
 }
 
-fn gates(policy: &Governing<'_>, image: &ImageReference, facts: &ImageFacts) -> Vec<Finding> {
+/// The findings of `policy` about `image`; `names_digest`: whether the pod spec named its
+/// digest (the verifier pins running images to their digest for the lookup alone).
+fn gates(
+    policy: &Governing<'_>,
+    image: &ImageReference,
+    names_digest: bool,
+    facts: &ImageFacts,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let spec = policy.spec;
     let rules = &spec.images;
@@ -424,7 +436,7 @@ fn gates(policy: &Governing<'_>, image: &ImageReference, facts: &ImageFacts) -> 
     if let Some(tag) = image.tag.as_ref().filter(|t| rules.banned_tags.contains(t)) {
         out.push(Finding::Violation(format!("tag `{tag}` is banned")));
     }
-    if rules.require_digest && image.digest.is_none() {
+    if rules.require_digest && !names_digest {
         out.push(Finding::Violation(
             "a digest is required (reference the image as repo@sha256:...)".to_string(),
         ));
@@ -779,6 +791,27 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("Audit: admitted"), "{message}");
+    }
+
+    #[test]
+    fn require_digest_judges_what_the_pod_spec_names() {
+        let enforce = spec(json!({"images": {"requireDigest": true}}));
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let pinned = format!("127.0.0.1:5000/app:1@{digest}");
+        // Named by digest in the spec: allowed.
+        let w = pod(&[pinned.as_str()]);
+        let e = decide(&w, &[("enforce", &enforce)], ImageFacts::not_checked());
+        assert_eq!(e.decision.decision, Decision::Allow);
+        // The same string, the digest added by the verifier to what the spec named by tag:
+        // denied, as admission denied `127.0.0.1:5000/app:1`.
+        let mut w = pod(&[pinned.as_str()]);
+        w.pinned_for_lookup.insert(pinned.clone());
+        let e = decide(&w, &[("enforce", &enforce)], ImageFacts::not_checked());
+        assert_eq!(e.decision.decision, Decision::Deny);
+        assert_eq!(
+            e.decision.images[0].reasons,
+            ["enforce: a digest is required (reference the image as repo@sha256:...)"]
+        );
     }
 
     #[test]

@@ -727,13 +727,18 @@ async fn verify(
         "metadata": {"name": pod.unwrap_or_else(|| name.clone()), "namespace": ns},
         "spec": {"containers": containers, "imagePullSecrets": pull_secrets},
     });
-    let workload = match Workload::from_object(object) {
+    let mut workload = match Workload::from_object(object) {
         Ok(workload) => workload,
         Err(e) => {
             tracing::warn!(posture = %name, namespace = %ns, error = %e, "cannot judge the workload's images");
             return Outcome::Error;
         }
     };
+    workload.pinned_for_lookup = judged
+        .iter()
+        .filter(|(reference, image)| reference != image)
+        .map(|(_, image)| image.clone())
+        .collect();
     let deadline = Instant::now() + app.decision_deadline;
     let judgement = app
         .judge(&format!("verify/{ns}/{name}"), &ns, &workload, deadline)

@@ -1,7 +1,7 @@
 //! The pod spec inside an admitted object, and the images it runs.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -134,6 +134,10 @@ pub struct Workload {
     pub pod_spec_digest: String,
     /// Each image once (sorted), parsed: the lookups and the evaluation read them.
     pub references: BTreeMap<String, Result<ImageReference, ImageRefError>>,
+    /// Images whose digest the pod spec does not name: the verifier added the digest that
+    /// runs (`repo:tag@sha256:...`) so that the registry is asked about it. `requireDigest`
+    /// judges them as the spec wrote them, by tag.
+    pub pinned_for_lookup: BTreeSet<String>,
 }
 
 impl Workload {
@@ -197,6 +201,7 @@ impl Workload {
             },
             pod_spec_digest: canonical_json_digest(&as_spec).map_err(malformed)?,
             references: BTreeMap::new(),
+            pinned_for_lookup: BTreeSet::new(),
         };
         workload.references = workload
             .image_names()
@@ -251,6 +256,7 @@ impl Workload {
             // Text serde_json has read as JSON: it has a canonical form.
             pod_spec_digest: canonical_json_digest(pod_spec.get()).map_err(malformed)?,
             references: BTreeMap::new(),
+            pinned_for_lookup: BTreeSet::new(),
         };
         workload.references = workload
             .image_names()
@@ -265,6 +271,12 @@ impl Workload {
     }
 
     /// `image` parsed: one of the workload's as parsed when it was read, any other now.
+    /// Whether the pod spec names `image` by digest (`repo@sha256:...`, `repo:tag@sha256:...`).
+    pub fn names_digest(&self, image: &str) -> bool {
+        !self.pinned_for_lookup.contains(image)
+            && matches!(self.reference(image).as_ref(), Ok(r) if r.digest.is_some())
+    }
+
     pub fn reference(&self, image: &str) -> Cow<'_, Result<ImageReference, ImageRefError>> {
         match self.references.get(image) {
             Some(parsed) => Cow::Borrowed(parsed),

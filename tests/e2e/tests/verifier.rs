@@ -1,8 +1,10 @@
 //! Continuous verification on the real cluster: a signed workload running under its policy,
-//! then the policy gains a banned tag the workload uses. Within 60 s the workload's
-//! RuntimePosture says `PolicyViolation`, naming the policy and the tag, an Event on the
-//! Deployment says so, and the verdict in status is the one `zastava-webhook check` gives for
-//! the same image and policy.
+//! then the policy bans the tag the workload uses and requires a digest, which its pod spec
+//! does not name. Within 60 s the workload's RuntimePosture says `PolicyViolation`, naming
+//! the policy, the tag and the digest rule, an Event on the Deployment says so, and the
+//! verdict in status is the one `zastava-webhook check` gives for the same image and policy
+//! (the verifier looks up the digest that runs, but judges the reference as the spec wrote
+//! it).
 
 use std::time::{Duration, Instant};
 
@@ -48,9 +50,10 @@ async fn a_running_workload_is_judged_again_when_its_policy_changes() {
     assert_eq!(entry.digest.as_deref(), Some(image.digest.as_str()));
     assert_eq!((entry.signed, entry.sbom_present), (Some(true), Some(true)));
 
-    // Today's policy bans the tag it runs.
+    // Today's policy bans the tag it runs, and requires a digest.
     let mut spec = strict_policy(&ns, &[&governed.keys.public_pem], "Enforce");
     spec["images"]["bannedTags"] = json!(["latest", "v1"]);
+    spec["images"]["requireDigest"] = json!(true);
     apply_policy(&client, &governed.policy, spec.clone()).await;
     let changed = Instant::now();
     let posture = compliant_when(
@@ -73,11 +76,19 @@ async fn a_running_workload_is_judged_again_when_its_policy_changes() {
         .iter()
         .find(|c| c.type_ == "Compliant")
         .unwrap();
-    let expected = format!("{}: tag `v1` is banned", governed.policy);
-    assert!(condition.message.contains(&expected), "{condition:?}");
+    let expected = [
+        format!("{}: tag `v1` is banned", governed.policy),
+        format!(
+            "{}: a digest is required (reference the image as repo@sha256:...)",
+            governed.policy
+        ),
+    ];
+    for reason in &expected {
+        assert!(condition.message.contains(reason), "{condition:?}");
+    }
     let entry = &status.images[0];
     assert_eq!(entry.verdict, Some(Verdict::Fail));
-    assert_eq!(entry.reasons, std::slice::from_ref(&expected));
+    assert_eq!(entry.reasons, expected);
 
     // An Event on the Deployment.
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
@@ -101,14 +112,10 @@ async fn a_running_workload_is_judged_again_when_its_policy_changes() {
         },
     )
     .await;
-    assert!(
-        event
-            .note
-            .as_deref()
-            .unwrap_or_default()
-            .contains(&expected),
-        "{event:?}"
-    );
+    let note = event.note.as_deref().unwrap_or_default();
+    for reason in &expected {
+        assert!(note.contains(reason), "{event:?}");
+    }
 
     // `check`, as CI runs it, says the same of the same image under the same policy.
     let dir = std::env::temp_dir().join(unique("verify-check"));
